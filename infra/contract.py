@@ -1,0 +1,178 @@
+"""The stack outputs: what provisioning promises the post-deploy step, one shape for AWS and GCP.
+
+``pulumi up`` exports exactly the fields of :class:`StackOutputs` (see ``infra.program``);
+``migrate``, ``tunnel`` and ``drift`` read them back only through :meth:`StackOutputs.parse`,
+which names the output that is missing or malformed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from types import MappingProxyType
+from typing import TypeVar
+
+from infra.enums import BastionMode, Cloud, Environment
+from infra.errors import ContractError
+
+__all__ = ["OUTPUT_NAMES", "USER_ROLES", "BastionInfo", "StackOutputs"]
+
+#: Login users the post-deploy step creates; each has a generated password in the secret store.
+USER_ROLES: tuple[str, ...] = ("migrator", "app", "readonly")
+
+_MIGRATION_ENTRY = re.compile(r"^[^:/\s]+\.sql:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class BastionInfo:
+    """How to reach the jump host. ``target``: AWS instance id, or GCP instance name."""
+
+    mode: BastionMode
+    target: str
+    region: str | None = None  # AWS region, GCP region
+    zone: str | None = None  # GCP only
+    project: str | None = None  # GCP only
+    host: str | None = None  # ssh mode: public address of the bastion
+    user: str | None = None  # ssh mode: login user on the bastion
+
+
+@dataclass(frozen=True)
+class StackOutputs:
+    """The contract. Secret ids are ARNs (AWS Secrets Manager) or resource names (GCP Secret Manager)."""
+
+    cloud: Cloud
+    environment: Environment
+    db_host: str
+    db_port: int
+    db_name: str
+    db_admin_user: str
+    db_admin_secret: str
+    db_user_secrets: Mapping[str, str]
+    bastion: BastionInfo
+    db_ca: str  # AWS: CA identifier (e.g. rds-ca-rsa2048-g1); GCP: the server CA certificate (PEM)
+    migrations: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "db_user_secrets", MappingProxyType(dict(self.db_user_secrets)))
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, object]) -> StackOutputs:
+        """Validate a ``pulumi stack output --json --show-secrets`` document.
+
+        Raises ContractError naming the first output that is missing or malformed.
+        """
+        missing = [name for name in OUTPUT_NAMES if name not in raw]
+        if missing:
+            raise ContractError(
+                f"stack output {missing[0]!r} is missing (missing: {', '.join(missing)}); "
+                "run `pulumi up` with this version of the program, then retry"
+            )
+        cloud = _enum(Cloud, raw, "cloud")
+        environment = _enum(Environment, raw, "environment")
+        port = raw["db_port"]
+        if isinstance(port, str) and port.isdigit():
+            port = int(port)
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            raise ContractError(f"stack output 'db_port' must be a TCP port, got {port!r}")
+        secrets = raw["db_user_secrets"]
+        if not isinstance(secrets, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in secrets.items()
+        ):
+            raise ContractError("stack output 'db_user_secrets' must be a map of role name to secret id")
+        absent = [role for role in USER_ROLES if role not in secrets]
+        if absent:
+            raise ContractError(f"stack output 'db_user_secrets' has no secret for {absent[0]!r}")
+        migrations = raw["migrations"]
+        if not isinstance(migrations, list | tuple) or not all(
+            isinstance(m, str) and _MIGRATION_ENTRY.match(m) for m in migrations
+        ):
+            raise ContractError("stack output 'migrations' must be a list of '<file>.sql:<sha256>' strings")
+        return cls(
+            cloud=cloud,
+            environment=environment,
+            db_host=_text(raw, "db_host"),
+            db_port=port,
+            db_name=_text(raw, "db_name"),
+            db_admin_user=_text(raw, "db_admin_user"),
+            db_admin_secret=_text(raw, "db_admin_secret"),
+            db_user_secrets={str(k): str(v) for k, v in secrets.items()},
+            bastion=_bastion(raw["bastion"], cloud),
+            db_ca=_text(raw, "db_ca"),
+            migrations=tuple(str(m) for m in migrations),
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """The outputs as plain JSON values (the inverse of :meth:`parse`)."""
+        doc = asdict(self)
+        doc["cloud"] = self.cloud.value
+        doc["environment"] = self.environment.value
+        doc["db_user_secrets"] = dict(self.db_user_secrets)
+        doc["bastion"] = {k: v for k, v in asdict(self.bastion).items() if v is not None}
+        doc["bastion"]["mode"] = self.bastion.mode.value
+        doc["migrations"] = list(self.migrations)
+        return doc
+
+
+OUTPUT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(StackOutputs))
+
+
+def _text(raw: Mapping[str, object], name: str) -> str:
+    value = raw[name]
+    if not isinstance(value, str) or not value.strip():
+        raise ContractError(f"stack output {name!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+_E = TypeVar("_E", Cloud, Environment, BastionMode)
+
+
+def _enum(kind: type[_E], raw: Mapping[str, object], name: str) -> _E:
+    value = raw[name]
+    try:
+        return kind(str(value))
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)
+        raise ContractError(f"stack output {name!r} is {value!r}; expected one of {allowed}") from None
+
+
+def _bastion(value: object, cloud: Cloud) -> BastionInfo:
+    if not isinstance(value, Mapping):
+        raise ContractError(f"stack output 'bastion' must be an object, got {type(value).__name__}")
+    mode = _enum(BastionMode, {"bastion.mode": value.get("mode")}, "bastion.mode")
+    target = value.get("target")
+    if not isinstance(target, str) or not target:
+        raise ContractError("stack output 'bastion.target' must be the bastion instance id or name")
+    info = BastionInfo(
+        mode=mode,
+        target=target,
+        region=_opt(value, "region"),
+        zone=_opt(value, "zone"),
+        project=_opt(value, "project"),
+        host=_opt(value, "host"),
+        user=_opt(value, "user"),
+    )
+    needed = {
+        BastionMode.SSM: ("region",),
+        BastionMode.IAP: ("zone", "project"),
+        BastionMode.SSH: ("host", "user"),
+    }[mode]
+    for key in needed:
+        if getattr(info, key) is None:
+            raise ContractError(
+                f"stack output 'bastion.{key}' is required when bastion.mode is {mode.value!r}"
+            )
+    if (mode is BastionMode.SSM and cloud is not Cloud.AWS) or (
+        mode is BastionMode.IAP and cloud is not Cloud.GCP
+    ):
+        raise ContractError(f"stack output 'bastion.mode' {mode.value!r} does not exist on {cloud.value}")
+    return info
+
+
+def _opt(value: Mapping[str, object], key: str) -> str | None:
+    item = value.get(key)
+    if item is None:
+        return None
+    if not isinstance(item, str) or not item:
+        raise ContractError(f"stack output 'bastion.{key}' must be a non-empty string, got {item!r}")
+    return item
