@@ -159,12 +159,8 @@ def _bastion(value: object, cloud: Cloud) -> BastionInfo:
     }[mode]
     for key in needed:
         if getattr(info, key) is None:
-            raise ContractError(
-                f"stack output 'bastion.{key}' is required when bastion.mode is {mode.value!r}"
-            )
-    if (mode is BastionMode.SSM and cloud is not Cloud.AWS) or (
-        mode is BastionMode.IAP and cloud is not Cloud.GCP
-    ):
+            raise ContractError(f"stack output 'bastion.{key}' is required when bastion.mode is {mode.value!r}")
+    if (mode is BastionMode.SSM and cloud is not Cloud.AWS) or (mode is BastionMode.IAP and cloud is not Cloud.GCP):
         raise ContractError(f"stack output 'bastion.mode' {mode.value!r} does not exist on {cloud.value}")
     return info
 

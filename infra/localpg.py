@@ -144,9 +144,7 @@ def make_tls(directory: Path, names: Sequence[str], ips: Sequence[str] = ()) -> 
     material.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     material.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     material.server_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     material.server_key.chmod(0o600)
     return material
@@ -194,9 +192,7 @@ class LocalPostgres:
         self.server_names = tuple(server_names)
         self.settings = dict(settings or {})
         self.netns = netns
-        self.tls = TlsMaterial(
-            self.root / "tls/ca.pem", self.root / "tls/server.crt", self.root / "tls/server.key"
-        )
+        self.tls = TlsMaterial(self.root / "tls/ca.pem", self.root / "tls/server.crt", self.root / "tls/server.key")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -206,9 +202,7 @@ class LocalPostgres:
         try:
             pwd.getpwnam(_SYSTEM_USER)
         except KeyError:
-            subprocess.run(
-                ["useradd", "--system", "--no-create-home", _SYSTEM_USER], check=True, capture_output=True
-            )
+            subprocess.run(["useradd", "--system", "--no-create-home", _SYSTEM_USER], check=True, capture_output=True)
         return _SYSTEM_USER
 
     def _chown(self, path: Path, user: str | None) -> None:
@@ -305,9 +299,7 @@ class LocalPostgres:
             "log_line_prefix": "'%m [%p] %u@%d '",
         }
         conf.update(self.settings)
-        (self.data / "postgresql.auto.conf").write_text(
-            "".join(f"{k} = {v}\n" for k, v in sorted(conf.items()))
-        )
+        (self.data / "postgresql.auto.conf").write_text("".join(f"{k} = {v}\n" for k, v in sorted(conf.items())))
         # TLS is enforced for TCP the way rds.force_ssl / ENCRYPTED_ONLY enforce it in the cloud.
         (self.data / "pg_hba.conf").write_text(
             "local all all trust\n"

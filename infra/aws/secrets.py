@@ -1,0 +1,73 @@
+"""Generated passwords for the `migrator`, `app` and `readonly` login users, each stored in
+Secrets Manager (KMS) as the standard RDS secret JSON. The admin password is RDS-managed."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from infra.config import StackConfig
+from infra.contract import USER_ROLES
+
+__all__ = ["UserSecrets"]
+
+# RDS rejects `/`, `"`, `@` and space in passwords; everything else printable is fine.
+PASSWORD_SPECIALS = "!#$%&*()-_=+[]{}<>:?"  # noqa: S105 (a character set, not a password)
+
+
+class UserSecrets(pulumi.ComponentResource):
+    """One RandomPassword and one Secrets Manager secret per login user."""
+
+    arns: dict[str, pulumi.Output[str]]
+
+    def __init__(
+        self,
+        name: str,
+        cfg: StackConfig,
+        *,
+        kms_key_arn: pulumi.Input[str],
+        host: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("private-postgres:aws:UserSecrets", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.arns = {}
+        for role in USER_ROLES:
+            password = random.RandomPassword(
+                f"{name}-{role}",
+                length=32,
+                special=True,
+                override_special=PASSWORD_SPECIALS,
+                min_lower=2,
+                min_upper=2,
+                min_numeric=2,
+                keepers={"role": role},  # stable: a new password only when the role changes
+                opts=child,
+            )
+            secret = aws.secretsmanager.Secret(
+                f"{name}-{role}",
+                name=f"{cfg.prefix}/postgres/{role}",
+                description=f"{cfg.prefix}: PostgreSQL login `{role}` (RDS secret JSON)",
+                kms_key_id=kms_key_arn,
+                recovery_window_in_days=30 if cfg.production else 7,
+                tags={**cfg.labels, "role": role},
+                opts=child,
+            )
+            aws.secretsmanager.SecretVersion(
+                f"{name}-{role}",
+                secret_id=secret.id,
+                secret_string=pulumi.Output.json_dumps(
+                    {
+                        "username": role,
+                        "password": password.result,
+                        "engine": "postgres",
+                        "host": host,
+                        "port": cfg.database.port,
+                        "dbname": cfg.database.name,
+                    }
+                ),
+                opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["secret_string"]),
+            )
+            self.arns[role] = secret.arn
+        self.register_outputs({"arns": self.arns})

@@ -1,0 +1,449 @@
+"""The project's own Pulumi mocks: evaluate the program with no engine, no plugins and no cloud.
+
+Used by ``python -m infra synth`` (the offline resource graph for reviewers) and by the unit
+tests. :class:`ProjectMocks` returns realistic state per resource type (ids, ARNs, endpoints and
+the attributes the provider computes); in preview mode it returns no id and no computed
+attributes, as the engine does for a resource that does not exist yet.
+:class:`RecordingMonitor` records every registration with its resource options (protect,
+ignore_changes, depends_on, ...), which ``Mocks.new_resource`` alone never sees.
+
+Ids are derived from the resource name, so two runs give the same output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.sync_await import _sync_await
+
+__all__ = [
+    "SECRET_KEY",
+    "UNKNOWN",
+    "ProjectMocks",
+    "RecordedResource",
+    "RecordingMonitor",
+    "Synthesis",
+    "is_secret",
+    "plain",
+    "synthesize",
+]
+
+UNKNOWN = rpc.UNKNOWN
+SECRET_KEY = rpc._special_sig_key
+_SECRET_SIG = rpc._special_secret_sig
+ACCOUNT = "123456789012"
+
+
+def is_secret(value: object) -> bool:
+    """True when ``value`` is a recorded (serialized) Pulumi secret."""
+    return isinstance(value, dict) and value.get(SECRET_KEY) == _SECRET_SIG
+
+
+def plain(value: Any) -> Any:
+    """A recorded value with secret wrappers removed (for assertions on the value itself)."""
+    if is_secret(value):
+        return plain(value.get("value"))
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class RecordedResource:
+    """One registered resource: inputs as serialized (secrets wrapped, unknowns as UNKNOWN)."""
+
+    type: str
+    name: str
+    inputs: Mapping[str, Any]
+    protect: bool
+    parent: str
+    dependencies: tuple[str, ...]
+    ignore_changes: tuple[str, ...]
+    additional_secret_outputs: tuple[str, ...]
+    delete_before_replace: bool
+    retain_on_delete: bool
+    replace_on_changes: tuple[str, ...]
+    custom: bool
+    urn: str
+
+    def input(self, path: str) -> Any:
+        """A nested input by dotted path (``settings.ipConfiguration.ipv4Enabled``), secrets unwrapped."""
+        value: Any = plain(dict(self.inputs))
+        for part in path.split("."):
+            if isinstance(value, list):
+                value = value[int(part)]
+            elif isinstance(value, dict):
+                value = value.get(part)
+            else:
+                return None
+        return value
+
+
+@dataclass
+class Synthesis:
+    """What a run registered, in order, and the resolved stack outputs."""
+
+    resources: list[RecordedResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: frozenset[str] = frozenset()
+
+    def of_type(self, type_: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str) -> RecordedResource:
+        found = self.of_type(type_)
+        if len(found) != 1:
+            raise AssertionError(f"expected one {type_}, found {[r.name for r in found]}")
+        return found[0]
+
+    def named(self, name: str) -> RecordedResource:
+        found = [r for r in self.resources if r.name == name]
+        if len(found) != 1:
+            raise AssertionError(f"expected one resource named {name!r}, found {len(found)}")
+        return found[0]
+
+
+def _short_hash(*parts: str, length: int = 17) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+class ProjectMocks(pulumi.runtime.Mocks):
+    """Realistic provider state for the resource types and invokes this program uses."""
+
+    def __init__(self, *, preview: bool, region: str = "eu-west-1", project: str = "my-project-123") -> None:
+        self.preview = preview
+        self.region = region
+        self.project = project
+
+    # -- resources ---------------------------------------------------------------------------
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        state = dict(args.inputs)
+        if self.preview:
+            # A resource that does not exist yet: no id, nothing computed ("known after apply").
+            return "", state
+        maker = self._STATE.get(args.typ)
+        resource_id = f"{args.name}-{_short_hash(args.typ, args.name, length=8)}"
+        if maker is not None:
+            resource_id = maker(self, args.name, state) or resource_id
+        if args.typ.startswith("aws:") and "arn" not in state:
+            service = args.typ.split(":")[1].split("/")[0]
+            state["arn"] = f"arn:aws:{service}:{self.region}:{ACCOUNT}:{args.name}"
+        if args.typ.startswith("gcp:") and "selfLink" not in state:
+            state["selfLink"] = f"https://www.googleapis.com/compute/v1/projects/{self.project}/{args.name}"
+        state.setdefault("id", resource_id)
+        return resource_id, state
+
+    def _vpc(self, name: str, state: dict[str, Any]) -> str:
+        vpc_id = f"vpc-{_short_hash(name)}"
+        state.update(
+            arn=f"arn:aws:ec2:{self.region}:{ACCOUNT}:vpc/{vpc_id}",
+            defaultSecurityGroupId=f"sg-{_short_hash(name, 'default')}",
+            mainRouteTableId=f"rtb-{_short_hash(name, 'main')}",
+            ownerId=ACCOUNT,
+        )
+        return vpc_id
+
+    def _subnet(self, name: str, state: dict[str, Any]) -> str:
+        subnet_id = f"subnet-{_short_hash(name)}"
+        state.update(arn=f"arn:aws:ec2:{self.region}:{ACCOUNT}:subnet/{subnet_id}", ownerId=ACCOUNT)
+        return subnet_id
+
+    def _sg(self, name: str, state: dict[str, Any]) -> str:
+        sg_id = f"sg-{_short_hash(name)}"
+        state.update(arn=f"arn:aws:ec2:{self.region}:{ACCOUNT}:security-group/{sg_id}", ownerId=ACCOUNT)
+        return sg_id
+
+    def _kms(self, name: str, state: dict[str, Any]) -> str:
+        h = _short_hash(name, length=32)
+        key_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+        state.update(arn=f"arn:aws:kms:{self.region}:{ACCOUNT}:key/{key_id}", keyId=key_id)
+        return key_id
+
+    def _secret(self, name: str, state: dict[str, Any]) -> str:
+        secret_name = state.get("name") or f"{name}-{_short_hash(name, length=7)}"
+        suffix = _short_hash(name, length=6)
+        arn = f"arn:aws:secretsmanager:{self.region}:{ACCOUNT}:secret:{secret_name}-{suffix}"
+        state.update(arn=arn, name=secret_name)
+        return arn
+
+    def _secret_version(self, name: str, state: dict[str, Any]) -> str:
+        version = _short_hash(name, length=32)
+        state.update(versionId=version, versionStages=["AWSCURRENT"])
+        return f"{state.get('secretId')}|{version}"
+
+    def _rds(self, name: str, state: dict[str, Any]) -> str:
+        identifier = state.get("identifier") or f"{name}{_short_hash(name, length=7)}"
+        address = f"{identifier}.c{_short_hash(name, length=11)}.{self.region}.rds.amazonaws.com"
+        secret_arn = f"arn:aws:secretsmanager:{self.region}:{ACCOUNT}:secret:rds!db-{_short_hash(name, length=36)}"
+        state.update(
+            identifier=identifier,
+            address=address,
+            endpoint=f"{address}:{state.get('port', 5432)}",
+            arn=f"arn:aws:rds:{self.region}:{ACCOUNT}:db:{identifier}",
+            resourceId=f"db-{_short_hash(name, length=26).upper()}",
+            engineVersionActual="16.6",
+            hostedZoneId="Z29XKXDKYMONMX",
+            status="available",
+            masterUserSecrets=[
+                {
+                    "kmsKeyId": state.get("masterUserSecretKmsKeyId"),
+                    "secretArn": secret_arn,
+                    "secretStatus": "active",
+                }
+            ],
+        )
+        return identifier
+
+    def _ec2_instance(self, name: str, state: dict[str, Any]) -> str:
+        instance_id = f"i-{_short_hash(name)}"
+        state.update(
+            arn=f"arn:aws:ec2:{self.region}:{ACCOUNT}:instance/{instance_id}",
+            privateIp="10.40.0.12",
+            publicIp="203.0.113.10" if state.get("associatePublicIpAddress") else "",
+            instanceState="running",
+        )
+        return instance_id
+
+    def _iam_role(self, name: str, state: dict[str, Any]) -> str:
+        role_name = state.get("name") or f"{name}-{_short_hash(name, length=7)}"
+        state.update(
+            arn=f"arn:aws:iam::{ACCOUNT}:role/{role_name}",
+            name=role_name,
+            uniqueId=f"AROA{_short_hash(name, length=17).upper()}",
+        )
+        return role_name
+
+    def _instance_profile(self, name: str, state: dict[str, Any]) -> str:
+        profile = state.get("name") or f"{name}-{_short_hash(name, length=7)}"
+        state.update(arn=f"arn:aws:iam::{ACCOUNT}:instance-profile/{profile}", name=profile)
+        return profile
+
+    def _random_password(self, name: str, state: dict[str, Any]) -> str:
+        length = int(state.get("length", 32))
+        state.update(result=("Mock" + _short_hash("password", name, length=64))[:length], bcryptHash="$2a$10$mock")
+        return "none"
+
+    def _random_id(self, name: str, state: dict[str, Any]) -> str:
+        digest = _short_hash("random-id", name, length=2 * int(state.get("byteLength", 4)))
+        state.update(hex=digest, dec=str(int(digest, 16)), b64Url=digest, b64Std=digest)
+        return digest
+
+    def _named_aws(self, prefix: str) -> Callable[[ProjectMocks, str, dict[str, Any]], str]:
+        def make(self: ProjectMocks, name: str, state: dict[str, Any]) -> str:
+            return f"{prefix}-{_short_hash(name)}"
+
+        return make
+
+    def _sql_instance(self, name: str, state: dict[str, Any]) -> str:
+        instance = state.get("name") or f"{name}-{_short_hash(name, length=7)}"
+        ip = "10.91.0.3"
+        region = state.get("region", "europe-west1")
+        ca_pem = (
+            "-----BEGIN CERTIFICATE-----\nMIIDfzCCAmegAwIBAgIBADANBgkqhkiG9w0BAQsFADB3\n-----END CERTIFICATE-----\n"
+        )
+        state.update(
+            name=instance,
+            connectionName=f"{self.project}:{region}:{instance}",
+            privateIpAddress=ip,
+            ipAddresses=[{"ipAddress": ip, "type": "PRIVATE"}],
+            dnsName=f"{_short_hash(name, length=12)}.{_short_hash(name, length=4)}.{region}.sql.goog.",
+            serverCaCerts=[
+                {
+                    "cert": ca_pem,
+                    "commonName": f"CN=Google Cloud SQL Server CA,dnQualifier={_short_hash(name, length=8)}",
+                    "sha1Fingerprint": _short_hash(name, length=40),
+                }
+            ],
+            selfLink=f"https://sqladmin.googleapis.com/sql/v1beta4/projects/{self.project}/instances/{instance}",
+        )
+        return instance
+
+    def _gcp_named(self, name: str, state: dict[str, Any]) -> str:
+        resource_name = state.get("name") or f"{name}-{_short_hash(name, length=7)}"
+        state.setdefault("name", resource_name)
+        return f"projects/{self.project}/{resource_name}"
+
+    def _gcp_secret(self, name: str, state: dict[str, Any]) -> str:
+        secret_id = state.get("secretId") or name
+        full = f"projects/{self.project}/secrets/{secret_id}"
+        state.update(name=full)
+        return full
+
+    def _gcp_secret_version(self, name: str, state: dict[str, Any]) -> str:
+        full = f"{state.get('secret')}/versions/1"
+        state.update(name=full, version="1")
+        return full
+
+    def _gcp_instance(self, name: str, state: dict[str, Any]) -> str:
+        instance = state.get("name") or name
+        state.update(
+            instanceId=str(int(_short_hash(name, length=15), 16)),
+            networkInterfaces=[{**(state.get("networkInterfaces") or [{}])[0], "networkIp": "10.40.0.2"}],
+        )
+        return f"projects/{self.project}/zones/{state.get('zone')}/instances/{instance}"
+
+    def _service_account(self, name: str, state: dict[str, Any]) -> str:
+        email = f"{state.get('accountId', name)}@{self.project}.iam.gserviceaccount.com"
+        state.update(email=email, member=f"serviceAccount:{email}", uniqueId=str(int(_short_hash(name, length=15), 16)))
+        return f"projects/{self.project}/serviceAccounts/{email}"
+
+    _STATE: dict[str, Callable[[ProjectMocks, str, dict[str, Any]], str]] = {
+        "aws:ec2/vpc:Vpc": _vpc,
+        "aws:ec2/subnet:Subnet": _subnet,
+        "aws:ec2/securityGroup:SecurityGroup": _sg,
+        "aws:kms/key:Key": _kms,
+        "aws:secretsmanager/secret:Secret": _secret,
+        "aws:secretsmanager/secretVersion:SecretVersion": _secret_version,
+        "aws:rds/instance:Instance": _rds,
+        "aws:ec2/instance:Instance": _ec2_instance,
+        "aws:iam/role:Role": _iam_role,
+        "aws:iam/instanceProfile:InstanceProfile": _instance_profile,
+        "random:index/randomPassword:RandomPassword": _random_password,
+        "random:index/randomId:RandomId": _random_id,
+        "aws:ec2/routeTable:RouteTable": lambda self, n, s: f"rtb-{_short_hash(n)}",
+        "aws:ec2/internetGateway:InternetGateway": lambda self, n, s: f"igw-{_short_hash(n)}",
+        "aws:ec2/vpcEndpoint:VpcEndpoint": lambda self, n, s: f"vpce-{_short_hash(n)}",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": lambda self, n, s: f"sgr-{_short_hash(n)}",
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": lambda self, n, s: f"sgr-{_short_hash(n)}",
+        "aws:ec2/keyPair:KeyPair": lambda self, n, s: s.get("keyName") or f"{n}-{_short_hash(n, length=7)}",
+        "gcp:sql/databaseInstance:DatabaseInstance": _sql_instance,
+        "gcp:compute/network:Network": _gcp_named,
+        "gcp:compute/subnetwork:Subnetwork": _gcp_named,
+        "gcp:compute/globalAddress:GlobalAddress": _gcp_named,
+        "gcp:compute/firewall:Firewall": _gcp_named,
+        "gcp:compute/router:Router": _gcp_named,
+        "gcp:secretmanager/secret:Secret": _gcp_secret,
+        "gcp:secretmanager/secretVersion:SecretVersion": _gcp_secret_version,
+        "gcp:compute/instance:Instance": _gcp_instance,
+        "gcp:serviceaccount/account:Account": _service_account,
+    }
+
+    # -- invokes -----------------------------------------------------------------------------
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        function = args.token
+        if function == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            names = [f"{self.region}{suffix}" for suffix in "abc"]
+            return {"names": names, "zoneIds": [f"euw1-az{i}" for i in (1, 2, 3)], "id": self.region}, []
+        if function == "aws:index/getRegion:getRegion":
+            return {"name": self.region, "region": self.region, "id": self.region}, []
+        if function == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, []
+        if function == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/ci",
+                "userId": "AIDA",
+                "id": ACCOUNT,
+            }, []
+        if function == "aws:ssm/getParameter:getParameter":
+            return {
+                "name": args.args.get("name"),
+                "value": "ami-0f3c9c1d2e3a4b5c6",
+                "type": "String",
+                "id": args.args.get("name"),
+            }, []
+        if function == "aws:ec2/getVpc:getVpc":
+            return {"id": args.args.get("id"), "cidrBlock": "10.20.0.0/16"}, []
+        if function == "aws:iam/getPolicyDocument:getPolicyDocument":
+            return {"json": '{"Version":"2012-10-17","Statement":[]}', "id": "policy"}, []
+        if function == "gcp:compute/getZones:getZones":
+            region = args.args.get("region", "europe-west1")
+            return {"names": [f"{region}-b", f"{region}-c", f"{region}-d"], "id": region}, []
+        if function == "gcp:organizations/getProject:getProject":
+            return {"number": "123456789012", "projectId": self.project, "id": self.project}, []
+        return dict(args.args), []
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """A MockMonitor that records each registration with its resource options."""
+
+    def __init__(self, mocks: ProjectMocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[RecordedResource] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        if request.type != "pulumi:pulumi:Stack":
+            self.recorded.append(
+                RecordedResource(
+                    type=request.type,
+                    name=request.name,
+                    inputs=json_format.MessageToDict(request.object),
+                    protect=bool(request.protect),
+                    parent=request.parent,
+                    dependencies=tuple(request.dependencies),
+                    ignore_changes=tuple(request.ignoreChanges),
+                    additional_secret_outputs=tuple(request.additionalSecretOutputs),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    replace_on_changes=tuple(request.replaceOnChanges),
+                    custom=bool(request.custom),
+                    urn=response.urn,
+                )
+            )
+        return response
+
+
+def synthesize(
+    program: Callable[[], Mapping[str, pulumi.Input[Any]]],
+    config: Mapping[str, str],
+    *,
+    project: str = "private-postgres",
+    stack: str = "dev",
+    preview: bool = False,
+) -> Synthesis:
+    """Run ``program`` under the project mocks with ``config``; return what it registered and exported.
+
+    ``program`` declares resources and returns the stack outputs (name -> Output). Errors raised
+    by the program (e.g. ConfigError) propagate unchanged.
+    """
+    from pulumi.runtime import settings
+    from pulumi.runtime.config import set_all_config
+
+    loop = asyncio.new_event_loop()  # a fresh loop per run: no state leaks between runs
+    asyncio.set_event_loop(loop)
+    try:
+        set_all_config(dict(config))
+        mocks = ProjectMocks(
+            preview=preview,
+            region=config.get("aws:region", "eu-west-1"),
+            project=config.get("gcp:project", "my-project-123"),
+        )
+        monitor = RecordingMonitor(mocks)
+        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
+        result = Synthesis()
+
+        async def resolve(outputs: Mapping[str, pulumi.Input[Any]]) -> None:
+            secret: set[str] = set()
+            for name, value in outputs.items():
+                out = pulumi.Output.from_input(value)
+                known = await out.is_known()
+                if await out.is_secret():
+                    secret.add(name)
+                result.outputs[name] = await out.future() if known else UNKNOWN
+            result.secret_outputs = frozenset(secret)
+
+        def body() -> None:
+            outputs = program()
+            _sync_await(resolve(outputs))
+
+        settings.SETTINGS.rpc_manager.clear()
+        _sync_await(pulumi.runtime.stack.run_pulumi_func(body))
+        result.resources = list(monitor.recorded)
+        return result
+    finally:
+        set_all_config({})
+        asyncio.set_event_loop(None)
+        loop.close()
