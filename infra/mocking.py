@@ -13,6 +13,7 @@ Ids are derived from the resource name, so two runs give the same output.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -239,11 +240,12 @@ class ProjectMocks(pulumi.runtime.Mocks):
         state.update(hex=digest, dec=str(int(digest, 16)), b64Url=digest, b64Std=digest)
         return digest
 
-    def _named_aws(self, prefix: str) -> Callable[[ProjectMocks, str, dict[str, Any]], str]:
-        def make(self: ProjectMocks, name: str, state: dict[str, Any]) -> str:
-            return f"{prefix}-{_short_hash(name)}"
-
-        return make
+    def _key_pair(self, name: str, state: dict[str, Any]) -> str:
+        key_name = state.get("keyName") or f"{name}-{_short_hash(name, length=7)}"
+        state.update(
+            keyName=key_name, fingerprint=_short_hash("fp", name, length=32), keyPairId=f"key-{_short_hash(name)}"
+        )
+        return key_name
 
     def _sql_instance(self, name: str, state: dict[str, Any]) -> str:
         instance = state.get("name") or f"{name}-{_short_hash(name, length=7)}"
@@ -316,7 +318,7 @@ class ProjectMocks(pulumi.runtime.Mocks):
         "aws:ec2/vpcEndpoint:VpcEndpoint": lambda self, n, s: f"vpce-{_short_hash(n)}",
         "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": lambda self, n, s: f"sgr-{_short_hash(n)}",
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": lambda self, n, s: f"sgr-{_short_hash(n)}",
-        "aws:ec2/keyPair:KeyPair": lambda self, n, s: s.get("keyName") or f"{n}-{_short_hash(n, length=7)}",
+        "aws:ec2/keyPair:KeyPair": _key_pair,
         "gcp:sql/databaseInstance:DatabaseInstance": _sql_instance,
         "gcp:compute/network:Network": _gcp_named,
         "gcp:compute/subnetwork:Subnetwork": _gcp_named,
@@ -371,10 +373,31 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
     def __init__(self, mocks: ProjectMocks) -> None:
         super().__init__(mocks)
+        self.mocks: ProjectMocks = mocks
         self.recorded: list[RecordedResource] = []
+        # The SDK calls the monitor from executor threads and gives each its own event loop;
+        # nothing closes those, so we do (after the run), or they leak sockets.
+        self.thread_loops: set[asyncio.AbstractEventLoop] = set()
+
+    def _remember_loop(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.thread_loops.add(asyncio.get_event_loop())
+
+    def close_thread_loops(self) -> None:
+        for loop in self.thread_loops:
+            if not loop.is_running() and not loop.is_closed():
+                loop.close()
+        self.thread_loops.clear()
+
+    def Invoke(self, request: Any) -> Any:
+        try:
+            return super().Invoke(request)  # type: ignore[no-untyped-call]
+        finally:
+            self._remember_loop()
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        self._remember_loop()
         if request.type != "pulumi:pulumi:Stack":
             self.recorded.append(
                 RecordedResource(
@@ -403,11 +426,13 @@ def synthesize(
     project: str = "private-postgres",
     stack: str = "dev",
     preview: bool = False,
+    monitor: RecordingMonitor | None = None,
 ) -> Synthesis:
     """Run ``program`` under the project mocks with ``config``; return what it registered and exported.
 
     ``program`` declares resources and returns the stack outputs (name -> Output). Errors raised
-    by the program (e.g. ConfigError) propagate unchanged.
+    by the program (e.g. ConfigError) propagate unchanged; pass your own ``monitor`` to inspect
+    what was registered before such an error.
     """
     from pulumi.runtime import settings
     from pulumi.runtime.config import set_all_config
@@ -416,13 +441,14 @@ def synthesize(
     asyncio.set_event_loop(loop)
     try:
         set_all_config(dict(config))
-        mocks = ProjectMocks(
-            preview=preview,
-            region=config.get("aws:region", "eu-west-1"),
-            project=config.get("gcp:project", "my-project-123"),
-        )
-        monitor = RecordingMonitor(mocks)
-        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
+        if monitor is None:
+            mocks = ProjectMocks(
+                preview=preview,
+                region=config.get("aws:region", "eu-west-1"),
+                project=config.get("gcp:project", "my-project-123"),
+            )
+            monitor = RecordingMonitor(mocks)
+        pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=preview, monitor=monitor)
         result = Synthesis()
 
         async def resolve(outputs: Mapping[str, pulumi.Input[Any]]) -> None:
@@ -447,3 +473,5 @@ def synthesize(
         set_all_config({})
         asyncio.set_event_loop(None)
         loop.close()
+        if monitor is not None:
+            monitor.close_thread_loops()
