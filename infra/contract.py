@@ -104,14 +104,21 @@ class StackOutputs:
 
     def to_json(self) -> dict[str, object]:
         """The outputs as plain JSON values (the inverse of :meth:`parse`)."""
-        doc = asdict(self)
-        doc["cloud"] = self.cloud.value
-        doc["environment"] = self.environment.value
-        doc["db_user_secrets"] = dict(self.db_user_secrets)
-        doc["bastion"] = {k: v for k, v in asdict(self.bastion).items() if v is not None}
-        doc["bastion"]["mode"] = self.bastion.mode.value
-        doc["migrations"] = list(self.migrations)
-        return doc
+        bastion: dict[str, str] = {k: v for k, v in asdict(self.bastion).items() if v is not None}
+        bastion["mode"] = self.bastion.mode.value
+        return {
+            "cloud": self.cloud.value,
+            "environment": self.environment.value,
+            "db_host": self.db_host,
+            "db_port": self.db_port,
+            "db_name": self.db_name,
+            "db_admin_user": self.db_admin_user,
+            "db_admin_secret": self.db_admin_secret,
+            "db_user_secrets": dict(self.db_user_secrets),
+            "bastion": bastion,
+            "db_ca": self.db_ca,
+            "migrations": list(self.migrations),
+        }
 
 
 OUTPUT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(StackOutputs))
