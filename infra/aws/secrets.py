@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_random as random
 
 from infra.config import StackConfig
 from infra.contract import USER_ROLES
+from infra.passwords import generated_password, secret_document
 
 __all__ = ["UserSecrets"]
-
-# RDS rejects `/`, `"`, `@` and space in passwords; everything else printable is fine.
-PASSWORD_SPECIALS = "!#$%&*()-_=+[]{}<>:?"  # noqa: S105 (a character set, not a password)
 
 
 class UserSecrets(pulumi.ComponentResource):
@@ -34,17 +31,7 @@ class UserSecrets(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.arns = {}
         for role in USER_ROLES:
-            password = random.RandomPassword(
-                f"{name}-{role}",
-                length=32,
-                special=True,
-                override_special=PASSWORD_SPECIALS,
-                min_lower=2,
-                min_upper=2,
-                min_numeric=2,
-                keepers={"role": role},  # stable: a new password only when the role changes
-                opts=child,
-            )
+            password = generated_password(f"{name}-{role}", role, child)
             secret = aws.secretsmanager.Secret(
                 f"{name}-{role}",
                 name=f"{cfg.prefix}/postgres/{role}",
@@ -57,15 +44,8 @@ class UserSecrets(pulumi.ComponentResource):
             aws.secretsmanager.SecretVersion(
                 f"{name}-{role}",
                 secret_id=secret.id,
-                secret_string=pulumi.Output.json_dumps(
-                    {
-                        "username": role,
-                        "password": password.result,
-                        "engine": "postgres",
-                        "host": host,
-                        "port": cfg.database.port,
-                        "dbname": cfg.database.name,
-                    }
+                secret_string=secret_document(
+                    role, password.result, host=host, port=cfg.database.port, dbname=cfg.database.name
                 ),
                 opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["secret_string"]),
             )
