@@ -150,13 +150,13 @@ def make_tls(directory: Path, names: Sequence[str], ips: Sequence[str] = ()) -> 
     return material
 
 
-def _open_for_traversal(path: Path) -> None:
-    """Let other users traverse every parent of ``path`` and read/execute what is below it."""
+def _open_for_traversal(path: Path, *, recursive: bool = True) -> None:
+    """Let other users traverse every parent of ``path`` and (``recursive``) read/execute what is below it."""
     for parent in [path, *path.parents]:
         mode = parent.stat().st_mode
         if mode & 0o055 != 0o055:
             parent.chmod(mode | 0o055)
-    if path.is_dir():
+    if recursive and path.is_dir():
         for dirpath, dirs, files in os.walk(path):
             for name in dirs + files:
                 item = Path(dirpath) / name
@@ -225,7 +225,9 @@ class LocalPostgres:
         if user is not None:
             # the unprivileged server user must traverse to its binaries and its directory
             _open_for_traversal(pg_bin("postgres").parent.parent)
-            _open_for_traversal(self.root)
+            # not recursive: on a restart the data directory (0700) and the key (0600) must keep
+            # their modes, or the server refuses to start; they are chowned to the server user
+            _open_for_traversal(self.root, recursive=False)
         if not (self.data / "PG_VERSION").exists():
             self.data.mkdir(parents=True, exist_ok=True)
             self.data.chmod(0o700)
@@ -327,7 +329,10 @@ class LocalPostgres:
 
     def running(self) -> bool:
         result = subprocess.run(
-            [str(pg_bin("pg_ctl")), "-D", str(self.data), "status"], capture_output=True, check=False
+            [str(pg_bin("pg_ctl")), "-D", str(self.data), "status"],
+            capture_output=True,
+            check=False,
+            user=self._run_as(),  # pg_ctl refuses to run as root, which read as "not running"
         )
         return result.returncode == 0
 

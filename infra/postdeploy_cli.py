@@ -1,0 +1,219 @@
+"""Sub-commands of the post-deploy path: ``postdeploy``, ``tunnel`` and ``local up|down``.
+
+``python -m infra migrate --stack NAME`` is the same run as ``python -m infra postdeploy --stack NAME``
+(the engine's ``migrate`` hands ``--stack`` to :func:`run_stack_postdeploy`).
+
+Reports go to stdout (``--json`` for machines); diagnostics go to stderr through logging.
+No password is ever printed: the psql hints read them from a 0600 pgpass file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from infra.cli import EXIT_ERROR, EXIT_OK
+from infra.errors import InfraError
+
+__all__ = ["add_stack_arguments", "format_report", "register", "run_stack_postdeploy"]
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that locate a stack's database (shared with the engine's ``--stack`` commands)."""
+    parser.add_argument(
+        "--outputs-file",
+        type=Path,
+        help="read outputs from this `pulumi stack output --json --show-secrets` document instead of Pulumi",
+    )
+    parser.add_argument("--ca-file", type=Path, help="CA bundle for verify-full (AWS default: cached RDS bundle)")
+    parser.add_argument("--local-port", type=int, help="local tunnel port (default: a free one)")
+    parser.add_argument("--ssh-identity", type=Path, help="ssh mode: private key for the bastion")
+    parser.add_argument("--ssh-known-hosts", type=Path, help="ssh mode: known_hosts holding the bastion's key")
+    parser.add_argument("--aws-profile", help="AWS profile for Secrets Manager, SSM and RDS")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    post = subparsers.add_parser(
+        "postdeploy",
+        help="bootstrap roles, snapshot (production), migrate and verify a stack through its bastion",
+    )
+    post.add_argument("--stack", required=True, help="Pulumi stack name")
+    add_stack_arguments(post)
+    _add_run_arguments(post)
+    post.set_defaults(handler=run_stack_postdeploy)
+
+    tunnel = subparsers.add_parser("tunnel", help="open the bastion tunnel and print psql parameters; Ctrl-C closes")
+    where = tunnel.add_mutually_exclusive_group(required=True)
+    where.add_argument("--stack", help="Pulumi stack name")
+    where.add_argument("--local", action="store_true", help="the local demo's jump host (after `local up`)")
+    tunnel.add_argument("--role", default="app", help="login to print parameters for (default: app)")
+    add_stack_arguments(tunnel)
+    tunnel.set_defaults(handler=_tunnel)
+
+    local = subparsers.add_parser("local", help="the post-deploy path on this machine (no cloud)")
+    verbs = local.add_subparsers(dest="local_command", metavar="up|down", required=True)
+    up = verbs.add_parser("up", help="embedded PostgreSQL 16 + local sshd jump host; migrate, seed, verify")
+    up.add_argument("--no-seed", action="store_true", help="skip the development seed data")
+    up.add_argument("--json", action="store_true", help="print the report as JSON")
+    up.add_argument("--dir", type=Path, help="state directory (default: .local/demo)")
+    up.set_defaults(handler=_local_up)
+    down = verbs.add_parser("down", help="stop the local parts and delete their directory")
+    down.add_argument("--dir", type=Path, help="state directory (default: .local/demo)")
+    down.set_defaults(handler=_local_down)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--skip-snapshot", action="store_true", help="production: no pre-migration snapshot")
+    parser.add_argument("--dry-run", action="store_true", help="bootstrap and list pending migrations only")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def format_report(report: object) -> str:
+    """The human summary of a :class:`~infra.postdeploy.PostDeployReport`."""
+    from infra.postdeploy import PostDeployReport
+
+    assert isinstance(report, PostDeployReport)
+    lines = [
+        f"post-deploy {report.stack} ({report.platform}, {report.environment.value}) through the {report.tunnel} tunnel"
+    ]
+    if report.bootstrap:
+        lines.append(f"  bootstrap:  {len(report.bootstrap)} change(s): {'; '.join(report.bootstrap)}")
+    else:
+        lines.append("  bootstrap:  roles in place, nothing changed")
+    lines.append(f"  snapshot:   {report.snapshot or 'none'}")
+    if report.migrations_applied:
+        lines.append(f"  migrations: {len(report.migrations_applied)} applied")
+        lines += [f"    {name}" for name in report.migrations_applied]
+    elif report.migrations_pending:
+        lines.append(f"  migrations: {len(report.migrations_pending)} pending (dry run)")
+        lines += [f"    {name}" for name in report.migrations_pending]
+    else:
+        lines.append("  migrations: up to date")
+    if report.seeded:
+        lines.append("  seed:       development data loaded")
+    status = "ok" if report.verification.ok else "FAILED"
+    lines.append(f"  verify:     {status}")
+    lines += [f"    {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in report.verification.checks]
+    lines.append(f"  duration:   {report.duration_seconds:.1f}s")
+    return "\n".join(lines)
+
+
+def _emit(report: object, as_json: bool) -> int:
+    from infra.postdeploy import PostDeployReport
+
+    assert isinstance(report, PostDeployReport)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(format_report(report))
+    return EXIT_OK if report.ok else EXIT_ERROR
+
+
+def _term_as_interrupt() -> None:
+    # SIGTERM (CI cancel, `kill`) must unwind like Ctrl-C so the tunnel's context manager closes it
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run_stack_postdeploy(args: argparse.Namespace) -> int:
+    """The whole post-deploy run for ``args.stack`` (also ``migrate --stack``)."""
+    from infra.postdeploy import PostDeployOptions, Target, run_postdeploy, stack_context
+
+    _term_as_interrupt()
+    ctx = stack_context(
+        args.stack,
+        outputs_file=args.outputs_file,
+        ca_file=args.ca_file,
+        local_port=args.local_port,
+        ssh_identity=args.ssh_identity,
+        ssh_known_hosts=args.ssh_known_hosts,
+        aws_profile=args.aws_profile,
+    )
+    report = run_postdeploy(
+        Target.of(args.stack, ctx.outputs),
+        credentials=ctx.credentials,
+        tunnel=ctx.tunnel,
+        ca_file=ctx.ca_file,
+        options=PostDeployOptions(skip_snapshot=args.skip_snapshot, dry_run=args.dry_run),
+        snapshotter=ctx.snapshotter,
+    )
+    return _emit(report, args.json)
+
+
+def _tunnel(args: argparse.Namespace) -> int:
+    from infra.local import LocalDemo
+    from infra.postdeploy import ConnParams, Route, stack_context
+    from infra.secrets import Credential
+
+    _term_as_interrupt()
+    if args.local:
+        from infra.local import DEMO_DIR, DemoState
+
+        demo = LocalDemo(DEMO_DIR)
+        state = DemoState.load(demo.root)
+        if state is None:
+            raise InfraError("the local demo is not running; run `python -m infra local up` first")
+        tunnel = demo.tunnel(state)
+        with tunnel:
+            local_params = demo.route(state, tunnel.local_port).params(Credential(args.role, ""))
+            _print_tunnel(local_params, demo.psql_hint(local_params))
+            tunnel.wait()
+        return EXIT_OK
+    ctx = stack_context(
+        args.stack,
+        outputs_file=args.outputs_file,
+        ca_file=args.ca_file,
+        local_port=args.local_port,
+        ssh_identity=args.ssh_identity,
+        ssh_known_hosts=args.ssh_known_hosts,
+        aws_profile=args.aws_profile,
+    )
+    with ctx.tunnel:
+        route = Route(ctx.outputs.db_host, ctx.tunnel.local_port, ctx.outputs.db_name, ctx.ca_file)
+        params: ConnParams = route.params(Credential(args.role, ""))
+        conninfo = " ".join(f"{k}={v}" for k, v in params.public().items())
+        hint = f'psql "{conninfo}"   # password: from the secret store, e.g. via PGPASSFILE'
+        _print_tunnel(params, hint)
+        ctx.tunnel.wait()
+    return EXIT_OK
+
+
+def _print_tunnel(params: object, hint: str) -> None:
+    from infra.postdeploy import ConnParams
+
+    assert isinstance(params, ConnParams)
+    print(f"tunnel open on 127.0.0.1:{params.port} -> {params.host}; Ctrl-C closes it")
+    for key, value in params.public().items():
+        print(f"  {key}={value}")
+    print(hint)
+    sys.stdout.flush()
+
+
+def _local_up(args: argparse.Namespace) -> int:
+    from infra.local import DEMO_DIR, LocalDemo
+
+    _term_as_interrupt()
+    demo = LocalDemo(args.dir or DEMO_DIR)
+    report = demo.up(seed=not args.no_seed)
+    code = _emit(report, args.json)
+    if not args.json:
+        print()
+        print("connect with psql (the tunnel stays open until Ctrl-C):")
+        print("  .venv/bin/python -m infra tunnel --local")
+        print("  then run the psql line it prints (passwords come from the 0600 pgpass file)")
+        print("stop everything: .venv/bin/python -m infra local down   (or: make demo-down)")
+    return code
+
+
+def _local_down(args: argparse.Namespace) -> int:
+    from infra.local import DEMO_DIR, LocalDemo
+
+    for line in LocalDemo(args.dir or DEMO_DIR).down() or ["nothing to stop"]:
+        print(line)
+    return EXIT_OK

@@ -1,0 +1,115 @@
+"""Pre-migration snapshots for production stacks.
+
+- AWS: ``rds.create_db_snapshot`` then the ``db_snapshot_available`` waiter. The instance
+  identifier is the first label of the RDS endpoint (``<identifier>.<hash>.<region>.rds.amazonaws.com``).
+- GCP: an on-demand backup with ``gcloud sql backups create`` (it waits for the operation). The
+  Cloud SQL instance name is the first label of ``db_host`` unless given.
+
+The snapshot name is deterministic per run (stack, UTC time to the second) and returned so the
+report can name it; restoring is a manual, documented step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import subprocess
+from typing import Any, Protocol
+
+from infra.contract import StackOutputs
+from infra.enums import Cloud
+from infra.errors import InfraError, ToolMissing
+
+__all__ = ["AwsSnapshotter", "GcpBackup", "Snapshotter", "snapshotter_for"]
+
+_log = logging.getLogger(__name__)
+
+
+class Snapshotter(Protocol):
+    def create(self, label: str) -> str:
+        """Take a snapshot, wait until it is usable, return its identifier."""
+        ...
+
+
+def _stamp(now: dt.datetime | None = None) -> str:
+    return (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")
+
+
+class AwsSnapshotter:
+    def __init__(
+        self,
+        instance_id: str,
+        *,
+        client: Any = None,
+        region: str | None = None,
+        profile: str | None = None,
+        wait_delay: int = 30,
+        wait_attempts: int = 120,
+    ) -> None:
+        if client is None:
+            import boto3
+
+            client = boto3.session.Session(profile_name=profile, region_name=region).client("rds")
+        self._client = client
+        self.instance_id = instance_id
+        self._wait = {"Delay": wait_delay, "MaxAttempts": wait_attempts}
+
+    def create(self, label: str, now: dt.datetime | None = None) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+
+        snapshot_id = f"{label}-{_stamp(now)}"[:255]
+        _log.info("creating rds snapshot %s of %s", snapshot_id, self.instance_id)
+        try:
+            self._client.create_db_snapshot(
+                DBInstanceIdentifier=self.instance_id,
+                DBSnapshotIdentifier=snapshot_id,
+                Tags=[{"Key": "purpose", "Value": "pre-migration"}],
+            )
+            self._client.get_waiter("db_snapshot_available").wait(
+                DBSnapshotIdentifier=snapshot_id, WaiterConfig=self._wait
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            raise InfraError(
+                f"rds snapshot {snapshot_id!r} of {self.instance_id!r} failed: {code}; fix it or pass --skip-snapshot"
+            ) from None
+        except (WaiterError, BotoCoreError) as exc:
+            raise InfraError(f"rds snapshot {snapshot_id!r} did not become available: {type(exc).__name__}") from None
+        _log.info("rds snapshot %s available", snapshot_id)
+        return snapshot_id
+
+
+class GcpBackup:
+    def __init__(self, instance: str, project: str) -> None:
+        self.instance = instance
+        self.project = project
+
+    def argv(self, label: str) -> list[str]:
+        return [
+            "gcloud",
+            "sql",
+            "backups",
+            "create",
+            f"--instance={self.instance}",
+            f"--project={self.project}",
+            f"--description={label}",
+        ]
+
+    def create(self, label: str, now: dt.datetime | None = None) -> str:
+        if shutil.which("gcloud") is None:
+            raise ToolMissing("'gcloud' not found on PATH; install the Google Cloud CLI or pass --skip-snapshot")
+        description = f"{label}-{_stamp(now)}"
+        result = subprocess.run(self.argv(description), capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            tail = result.stderr.strip().splitlines()[-1:] or ["no detail"]
+            raise InfraError(f"cloud sql backup of {self.instance!r} failed: {tail[0][:300]}; or pass --skip-snapshot")
+        return description
+
+
+def snapshotter_for(outputs: StackOutputs, *, aws_profile: str | None = None) -> Snapshotter:
+    instance = outputs.db_host.split(".", 1)[0]
+    if outputs.cloud is Cloud.AWS:
+        return AwsSnapshotter(instance, region=outputs.bastion.region, profile=aws_profile)
+    assert outputs.bastion.project is not None
+    return GcpBackup(instance, outputs.bastion.project)

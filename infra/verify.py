@@ -1,0 +1,125 @@
+"""Post-migration verification as the application login (``app``), leaving no trace.
+
+Everything runs inside one transaction that is always rolled back:
+
+1. the session is TLS-encrypted and authenticated as ``app``;
+2. with ``app.tenant_id`` set to a new tenant A, the app writes a tenant and a ``users`` row and
+   reads the row back (the grants and the RLS ``WITH CHECK`` let a tenant write its own rows);
+3. a second tenant B writes its own row; switched back to A, B's rows are invisible, and a
+   write into B is refused (row-level security isolates tenants both ways);
+4. with no tenant set, even A's row is invisible (isolation fails closed).
+
+Each check is a :class:`Check`; the caller decides what a failure means (exit code 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+__all__ = ["Check", "VerifyResult", "verify_app"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.ok)
+
+
+def _set_tenant(conn: psycopg.Connection[Any], tenant: uuid.UUID) -> None:
+    # transaction-local, like the application's per-request setting
+    conn.execute("SELECT pg_catalog.set_config('app.tenant_id', %s, true)", (str(tenant),))
+
+
+def _insert_tenant_user(conn: psycopg.Connection[Any], tenant: uuid.UUID, label: str) -> uuid.UUID:
+    _set_tenant(conn, tenant)
+    conn.execute(
+        "INSERT INTO app.tenants (id, slug, name) VALUES (%s, %s, %s)",
+        (tenant, f"verify-{label}-{tenant.hex[:12]}", f"post-deploy verification {label}"),
+    )
+    row = conn.execute(
+        "INSERT INTO app.users (tenant_id, email, display_name) VALUES (%s, %s, %s) RETURNING id",
+        (tenant, f"verify-{label}-{tenant.hex[:12]}@example.invalid", f"verify {label}"),
+    ).fetchone()
+    assert row is not None
+    user_id: uuid.UUID = row[0]
+    return user_id
+
+
+def verify_app(conn: psycopg.Connection[Any], expected_user: str = "app") -> VerifyResult:
+    """Run the checks on ``conn`` (a fresh connection as the app login); nothing is committed."""
+    checks: list[Check] = []
+    checks.append(Check("tls", conn.pgconn.ssl_in_use, f"ssl in use: {conn.pgconn.ssl_in_use}"))
+    try:
+        with conn.transaction(force_rollback=True):  # verification never commits
+            row = conn.execute("SELECT current_user").fetchone()
+            who = row[0] if row else None
+            checks.append(Check("login", who == expected_user, f"connected as {who!r}"))
+            tenant_a, tenant_b = uuid.uuid4(), uuid.uuid4()
+            try:
+                with conn.transaction():
+                    user_a = _insert_tenant_user(conn, tenant_a, "a")
+                    _insert_tenant_user(conn, tenant_b, "b")
+                    _set_tenant(conn, tenant_a)
+                    found = conn.execute("SELECT email FROM app.users WHERE id = %s", (user_a,)).fetchone()
+                    checks.append(
+                        Check(
+                            "write-read",
+                            found is not None,
+                            "tenant row written and read back" if found else "row not found",
+                        )
+                    )
+                    row = conn.execute("SELECT count(*) FROM app.users WHERE tenant_id = %s", (tenant_b,)).fetchone()
+                    other = row[0] if row else -1
+                    checks.append(Check("rls-read", other == 0, f"other tenant's rows visible: {other}"))
+                    checks.append(_cross_write(conn, tenant_b))
+                    conn.execute("SELECT pg_catalog.set_config('app.tenant_id', '', true)")
+                    row = conn.execute("SELECT count(*) FROM app.users WHERE id = %s", (user_a,)).fetchone()
+                    unset = row[0] if row else -1
+                    checks.append(Check("rls-unset", unset == 0, f"rows visible with no tenant set: {unset}"))
+            except psycopg.Error as exc:
+                checks.append(Check("write-read", False, f"{type(exc).__name__}: {_primary(exc)}"))
+    except psycopg.Error as exc:
+        checks.append(Check("session", False, f"{type(exc).__name__}: {_primary(exc)}"))
+    result = VerifyResult(tuple(checks))
+    for check in result.checks:
+        _log.info("verify %s: %s (%s)", check.name, "ok" if check.ok else "FAILED", check.detail)
+    return result
+
+
+def _cross_write(conn: psycopg.Connection[Any], other_tenant: uuid.UUID) -> Check:
+    """A write into another tenant must be refused by RLS ``WITH CHECK``."""
+    try:
+        with conn.transaction():  # a savepoint: the refusal must not abort the outer transaction
+            conn.execute(
+                "INSERT INTO app.users (tenant_id, email, display_name) VALUES (%s, %s, %s)",
+                (other_tenant, f"cross-{other_tenant.hex[:12]}@example.invalid", "verify cross"),
+            )
+    except psycopg.errors.InsufficientPrivilege as exc:
+        return Check("rls-write", True, f"write into another tenant refused: {_primary(exc)}")
+    except psycopg.errors.IntegrityError as exc:
+        return Check("rls-write", True, f"write into another tenant refused: {_primary(exc)}")
+    return Check("rls-write", False, "a row was written into another tenant")
+
+
+def _primary(exc: psycopg.Error) -> str:
+    return (exc.diag.message_primary if exc.diag is not None else None) or "no detail"
