@@ -563,6 +563,18 @@ def _gcp(read: _Reader, values: Mapping[str, str]) -> GcpSettings:
         raise ConfigError(
             "dbEdition", edition, f"ENTERPRISE_PLUS with tier {tier}", _fix("dbEdition", "ENTERPRISE_PLUS")
         )
+    if edition == "ENTERPRISE_PLUS" and not tier.startswith("db-perf-optimized-"):
+        # Shared-core tiers (db-f1-micro, db-g1-small) and n1 tiers are ENTERPRISE only, like custom ones.
+        raise ConfigError(
+            "dbEdition",
+            edition,
+            f"ENTERPRISE with tier {tier} (ENTERPRISE_PLUS needs db-perf-optimized-N-*)",
+            _fix("dbEdition", "ENTERPRISE"),
+        )
+    port = read.integer("dbPort", 1150, 65535)
+    if port != 5432:
+        # Cloud SQL always listens on 5432; another dbPort would put a wrong port in the outputs.
+        raise ConfigError("dbPort", port, "5432 on gcp (Cloud SQL's fixed port)", "pulumi config rm dbPort")
     operators = read.array("operators")
     for member in operators:
         if not _IAM_MEMBER.match(member):

@@ -118,6 +118,19 @@ def _short_hash(*parts: str, length: int = 17) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
 
 
+def _gcp_path(kind: str, *, regional: bool) -> Callable[[ProjectMocks, str, dict[str, Any]], str]:
+    """State maker for a named compute resource: the id is ``projects/p/global/networks/name`` etc."""
+
+    def make(self: ProjectMocks, name: str, state: dict[str, Any]) -> str:
+        resource_name = state.get("name") or f"{name}-{_short_hash(name, length=7)}"
+        where = f"regions/{state.get('region', 'europe-west1')}" if regional else "global"
+        path = f"projects/{self.project}/{where}/{kind}/{resource_name}"
+        state.update(name=resource_name, selfLink=f"https://www.googleapis.com/compute/v1/{path}")
+        return path
+
+    return make
+
+
 class ProjectMocks(pulumi.runtime.Mocks):
     """Realistic provider state for the resource types and invokes this program uses."""
 
@@ -249,23 +262,30 @@ class ProjectMocks(pulumi.runtime.Mocks):
 
     def _sql_instance(self, name: str, state: dict[str, Any]) -> str:
         instance = state.get("name") or f"{name}-{_short_hash(name, length=7)}"
-        ip = "10.91.0.3"
+        ip = "10.91.0.3"  # inside the mocked private service access range (10.91.0.0/prefix)
         region = state.get("region", "europe-west1")
-        ca_pem = (
-            "-----BEGIN CERTIFICATE-----\nMIIDfzCCAmegAwIBAgIBADANBgkqhkiG9w0BAQsFADB3\n-----END CERTIFICATE-----\n"
+        dns_name = f"{_short_hash(name, length=12)}.{_short_hash(name, length=13)}.{region}.sql.goog."
+        # The shared CA (GOOGLE_MANAGED_CAS_CA) lists the root and the regional CA; the per-instance
+        # CA lists one certificate.
+        shared_ca = (state.get("settings") or {}).get("ipConfiguration", {}).get("serverCaMode") == (
+            "GOOGLE_MANAGED_CAS_CA"
         )
+        ca_names = ("Google Cloud SQL Root CA", f"Google Cloud SQL {region} CA") if shared_ca else ("Server CA",)
         state.update(
             name=instance,
             connectionName=f"{self.project}:{region}:{instance}",
             privateIpAddress=ip,
             ipAddresses=[{"ipAddress": ip, "type": "PRIVATE"}],
-            dnsName=f"{_short_hash(name, length=12)}.{_short_hash(name, length=4)}.{region}.sql.goog.",
+            dnsName=dns_name,
+            dnsNames=[{"name": dns_name, "connectionType": "PRIVATE_SERVICES_ACCESS", "dnsScope": "INSTANCE"}],
             serverCaCerts=[
                 {
-                    "cert": ca_pem,
-                    "commonName": f"CN=Google Cloud SQL Server CA,dnQualifier={_short_hash(name, length=8)}",
-                    "sha1Fingerprint": _short_hash(name, length=40),
+                    "cert": f"-----BEGIN CERTIFICATE-----\nMIID{_short_hash(name, ca, length=40)}\n"
+                    "-----END CERTIFICATE-----\n",
+                    "commonName": f"CN={ca}",
+                    "sha1Fingerprint": _short_hash(name, ca, length=40),
                 }
+                for ca in ca_names
             ],
             selfLink=f"https://sqladmin.googleapis.com/sql/v1beta4/projects/{self.project}/instances/{instance}",
         )
@@ -275,6 +295,35 @@ class ProjectMocks(pulumi.runtime.Mocks):
         resource_name = state.get("name") or f"{name}-{_short_hash(name, length=7)}"
         state.setdefault("name", resource_name)
         return f"projects/{self.project}/{resource_name}"
+
+    def _global_address(self, name: str, state: dict[str, Any]) -> str:
+        state.setdefault("address", "10.91.0.0")  # Google picks the range when none is given
+        return _gcp_path("addresses", regional=False)(self, name, state)
+
+    def _address(self, name: str, state: dict[str, Any]) -> str:
+        state.setdefault("address", "203.0.113.20")
+        state.update(users=[], addressType=state.get("addressType", "EXTERNAL"))
+        return _gcp_path("addresses", regional=True)(self, name, state)
+
+    def _managed_zone(self, name: str, state: dict[str, Any]) -> str:
+        state.update(
+            managedZoneId=str(int(_short_hash("zone", name, length=15), 16)),
+            nameServers=["ns-gcp-private.googledomains.com."],
+            creationTime="2026-01-01T00:00:00Z",
+        )
+        return f"projects/{self.project}/managedZones/{state.get('name')}"
+
+    def _record_set(self, name: str, state: dict[str, Any]) -> str:
+        zone = f"projects/{self.project}/managedZones/{state.get('managedZone')}"
+        return f"{zone}/rrsets/{state.get('name')}/{state.get('type')}"
+
+    def _psa_connection(self, name: str, state: dict[str, Any]) -> str:
+        state.update(peering="servicenetworking-googleapis-com")
+        return f"{state.get('network')}:{state.get('service')}"
+
+    def _iam_member(self, name: str, state: dict[str, Any]) -> str:
+        state.update(etag=f"BwY{_short_hash('etag', name, length=9)}")
+        return f"{name}/{state.get('role')}/{state.get('member')}"
 
     def _gcp_secret(self, name: str, state: dict[str, Any]) -> str:
         secret_id = state.get("secretId") or name
@@ -320,10 +369,23 @@ class ProjectMocks(pulumi.runtime.Mocks):
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": lambda self, n, s: f"sgr-{_short_hash(n)}",
         "aws:ec2/keyPair:KeyPair": _key_pair,
         "gcp:sql/databaseInstance:DatabaseInstance": _sql_instance,
-        "gcp:compute/network:Network": _gcp_named,
-        "gcp:compute/subnetwork:Subnetwork": _gcp_named,
-        "gcp:compute/globalAddress:GlobalAddress": _gcp_named,
-        "gcp:compute/firewall:Firewall": _gcp_named,
+        "gcp:compute/network:Network": _gcp_path("networks", regional=False),
+        "gcp:compute/subnetwork:Subnetwork": _gcp_path("subnetworks", regional=True),
+        "gcp:compute/globalAddress:GlobalAddress": _global_address,
+        "gcp:compute/address:Address": _address,
+        "gcp:compute/firewall:Firewall": _gcp_path("firewalls", regional=False),
+        "gcp:servicenetworking/connection:Connection": _psa_connection,
+        "gcp:dns/managedZone:ManagedZone": _managed_zone,
+        "gcp:dns/recordSet:RecordSet": _record_set,
+        "gcp:sql/database:Database": lambda self, n, s: (
+            f"projects/{self.project}/instances/{s.get('instance')}/databases/{s.get('name')}"
+        ),
+        "gcp:sql/user:User": lambda self, n, s: f"{s.get('name')}//{s.get('instance')}",
+        "gcp:projects/iAMMember:IAMMember": _iam_member,
+        "gcp:serviceaccount/iAMMember:IAMMember": _iam_member,
+        "gcp:compute/instanceIAMMember:InstanceIAMMember": _iam_member,
+        "gcp:iap/tunnelInstanceIAMMember:TunnelInstanceIAMMember": _iam_member,
+        "gcp:secretmanager/secretIamMember:SecretIamMember": _iam_member,
         "gcp:compute/router:Router": _gcp_named,
         "gcp:secretmanager/secret:Secret": _gcp_secret,
         "gcp:secretmanager/secretVersion:SecretVersion": _gcp_secret_version,
