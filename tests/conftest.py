@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.fixtures.pg", "tests.fixtures.schema"]
+pytest_plugins = ["tests.fixtures.pg", "tests.fixtures.schema", "tests.fixtures.sshd"]

@@ -1,0 +1,112 @@
+"""The OpenSSH tunnel against a real sshd jump host and the real PostgreSQL 16, with verify-full TLS."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from infra.errors import ToolMissing, TunnelError
+from infra.jumphost import JumpHost
+from infra.localpg import LocalPostgres
+from infra.postdeploy import ConnParams, Route
+from infra.secrets import Credential
+from infra.tunnel import SshTunnel
+from tests.fixtures.pg import ADMIN_USER
+
+pytestmark = pytest.mark.integration
+
+
+def _admin(pg_cluster: LocalPostgres, port: int, tls_name: str = "localhost") -> ConnParams:
+    route = Route(tls_name, port, "postgres", pg_cluster.tls.ca_cert)
+    return route.params(Credential(ADMIN_USER, pg_cluster.admin_password))  # type: ignore[attr-defined]
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_tunnel_carries_verify_full_tls(pg_cluster: LocalPostgres, jump_host: JumpHost) -> None:
+    tunnel = SshTunnel(jump_host.ssh_options(), "127.0.0.1", pg_cluster.port)
+    assert tunnel.local_port != pg_cluster.port
+    with tunnel, _admin(pg_cluster, tunnel.local_port).connect() as conn:
+        row = conn.execute("SELECT ssl, inet_client_addr()::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        ssl, client = row.fetchone() or (None, None)
+        assert ssl is True
+        # the server sees the jump host's forwarded connection, not us directly
+        assert client == "127.0.0.1/32"
+        assert conn.pgconn.ssl_in_use
+
+
+def test_verify_full_checks_the_name_through_the_tunnel(pg_cluster: LocalPostgres, jump_host: JumpHost) -> None:
+    with (
+        SshTunnel(jump_host.ssh_options(), "127.0.0.1", pg_cluster.port) as tunnel,
+        pytest.raises(psycopg.OperationalError, match=r"does not match|certificate"),
+    ):
+        _admin(pg_cluster, tunnel.local_port, tls_name="db.wrong.internal").connect()
+
+
+def test_tunnel_is_closed_on_error_exit(pg_cluster: LocalPostgres, jump_host: JumpHost) -> None:
+    tunnel = SshTunnel(jump_host.ssh_options(), "127.0.0.1", pg_cluster.port)
+    seen: list[int | None] = []
+
+    def fail_inside() -> None:
+        with tunnel:
+            assert _listening(tunnel.local_port)
+            seen.append(tunnel.pid)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_inside()
+    pid = seen[0]
+    assert tunnel.pid is None
+    assert not _listening(tunnel.local_port)
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_unknown_host_key_is_refused(pg_cluster: LocalPostgres, jump_host: JumpHost, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    options = dataclasses.replace(jump_host.ssh_options(), known_hosts=empty)
+    tunnel = SshTunnel(options, "127.0.0.1", pg_cluster.port)
+    with pytest.raises(TunnelError, match=r"exited with code 255.*[Hh]ost key verification failed"):
+        tunnel.open(timeout=20)
+    assert tunnel.pid is None
+
+
+def test_lost_tunnel_is_reported(pg_cluster: LocalPostgres, jump_host: JumpHost) -> None:
+    with SshTunnel(jump_host.ssh_options(), "127.0.0.1", pg_cluster.port) as tunnel:
+        tunnel.check()
+        assert tunnel.pid is not None
+        os.kill(tunnel.pid, signal.SIGKILL)
+        with pytest.raises(TunnelError, match="ssh tunnel was lost"):
+            tunnel.wait()
+
+
+def test_forwarding_is_limited_to_the_database(pg_cluster: LocalPostgres, jump_host: JumpHost) -> None:
+    # PermitOpen: the jump host refuses any other destination, e.g. its own sshd port
+    with (
+        SshTunnel(jump_host.ssh_options(), "127.0.0.1", jump_host.port) as tunnel,
+        socket.create_connection(("127.0.0.1", tunnel.local_port), timeout=5) as sock,
+    ):
+        sock.settimeout(5)
+        assert sock.recv(16) == b""  # closed without a banner: the channel was refused
+
+
+def test_missing_ssh_says_how_to_install(
+    pg_cluster: LocalPostgres, jump_host: JumpHost, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolMissing, match="'ssh' not found on PATH; install the OpenSSH client"):
+        SshTunnel(jump_host.ssh_options(), "127.0.0.1", pg_cluster.port).open()
