@@ -193,7 +193,8 @@ class ProjectMocks(pulumi.runtime.Mocks):
 
     def _secret_version(self, name: str, state: dict[str, Any]) -> str:
         version = _short_hash(name, length=32)
-        state.update(versionId=version, versionStages=["AWSCURRENT"])
+        # a version's `secretArn` is its secret's ARN (and a secret's id is its ARN)
+        state.update(versionId=version, versionStages=["AWSCURRENT"], secretArn=state.get("secretId"))
         return f"{state.get('secretId')}|{version}"
 
     def _rds(self, name: str, state: dict[str, Any]) -> str:

@@ -61,7 +61,14 @@ def build(cfg: StackConfig | None = None, migrations_dir: Path = MIGRATIONS_DIR)
         from infra import gcp
 
         outputs = gcp.deploy(cfg, migrations)
-    return outputs.as_exports()
+    exports = outputs.as_exports()
+    if cfg.run_migrations_on_up:
+        from infra.postdeploy import migration_command
+
+        # The command reads the outputs it depends on, so it runs after the database, the
+        # bastion and the stored user secrets exist (their Outputs carry those dependencies).
+        migration_command(pulumi.get_stack(), migrations, outputs=exports, depends_on=[])
+    return exports
 
 
 def main() -> None:

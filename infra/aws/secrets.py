@@ -41,7 +41,7 @@ class UserSecrets(pulumi.ComponentResource):
                 tags={**cfg.labels, "role": role},
                 opts=child,
             )
-            aws.secretsmanager.SecretVersion(
+            version = aws.secretsmanager.SecretVersion(
                 f"{name}-{role}",
                 secret_id=secret.id,
                 secret_string=secret_document(
@@ -49,5 +49,7 @@ class UserSecrets(pulumi.ComponentResource):
                 ),
                 opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["secret_string"]),
             )
-            self.arns[role] = secret.arn
+            # The ARN as an output of the version: whoever reads it (the in-`up` migrate step)
+            # waits until the password is stored, not only until the empty secret exists.
+            self.arns[role] = version.secret_arn
         self.register_outputs({"arns": self.arns})
