@@ -2,4 +2,10 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.fixtures.pg", "tests.fixtures.schema", "tests.fixtures.sshd"]
+pytest_plugins = [
+    "tests.fixtures.pg",
+    "tests.fixtures.schema",
+    "tests.fixtures.sshd",
+    "tests.fixtures.proxy",
+    "tests.fixtures.migrations",
+]
