@@ -17,7 +17,6 @@ migration with its ledger row, so a rerun continues where the lost run stopped.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import shlex
@@ -36,7 +35,9 @@ from infra.bootstrap import BootstrapResult, bootstrap_roles
 from infra.contract import StackOutputs
 from infra.enums import Cloud, Environment
 from infra.errors import ContractError, InfraError, SafetyError, TunnelError
+from infra.migrations import commands
 from infra.migrations.connection import ConnectionSpec
+from infra.migrations.runner import Progress
 from infra.secrets import Credential, Credentials, resolve_credentials, resolver_for
 from infra.snapshot import Snapshotter, snapshotter_for
 from infra.tunnel import Tunnel, tunnel_for
@@ -202,25 +203,26 @@ class PostDeployReport:
         }
 
 
-#: ``(migrator params) -> names of the migrations applied``; the engine's command layer.
+#: ``(migrator params) -> labels of the migrations applied``; default: the engine's command layer.
 MigrateStep = Callable[[ConnParams], Sequence[str]]
-#: ``(migrator params) -> names of the pending migrations`` (dry run).
+#: ``(migrator params) -> labels of the pending migrations`` (validates, writes nothing).
 PlanStep = Callable[[ConnParams], Sequence[str]]
-#: ``(app or admin params) -> None``: development data (local demo, dev stacks).
+#: ``(migrator params) -> None``: development data (local demo, dev stacks).
 SeedStep = Callable[[ConnParams], None]
 
 
-def engine_migrate(params: ConnParams) -> Sequence[str]:
-    """Apply pending migrations with the migration engine's command layer."""
-    commands = importlib.import_module("infra.migrations.commands")  # imported only when migrating
-    applied: Sequence[str] = commands.apply_for_postdeploy(params.spec())
-    return applied
+def engine_steps(target: Target, progress: Progress | None = None) -> tuple[MigrateStep, PlanStep]:
+    """The migration engine's apply and plan, bound to the target's environment and stack name."""
 
+    def apply(params: ConnParams) -> Sequence[str]:
+        return commands.apply_for_postdeploy(
+            params.spec(), environment=target.environment, stack=target.stack, progress=progress
+        )
 
-def engine_pending(params: ConnParams) -> Sequence[str]:
-    commands = importlib.import_module("infra.migrations.commands")
-    pending: Sequence[str] = commands.pending_for_postdeploy(params.spec())
-    return pending
+    def pending(params: ConnParams) -> Sequence[str]:
+        return commands.pending_for_postdeploy(params.spec())
+
+    return apply, pending
 
 
 @contextlib.contextmanager
@@ -259,12 +261,20 @@ def run_postdeploy(
     ca_file: Path,
     options: PostDeployOptions = PostDeployOptions(),
     snapshotter: Snapshotter | None = None,
-    migrate: MigrateStep = engine_migrate,
-    pending: PlanStep = engine_pending,
+    migrate: MigrateStep | None = None,
+    pending: PlanStep | None = None,
     seed: SeedStep | None = None,
+    progress: Progress | None = None,
 ) -> PostDeployReport:
-    """Run the whole post-deploy path through ``tunnel`` (opened and always closed here)."""
+    """Run the whole post-deploy path through ``tunnel`` (opened and always closed here).
+
+    ``migrate`` / ``pending`` default to the migration engine; tests may pass their own.
+    Raises TunnelError (tunnel lost, naming the step), BootstrapError, SafetyError, MigrationError.
+    """
     started = time.monotonic()
+    engine_apply, engine_pending = engine_steps(target, progress)
+    migrate = migrate or engine_apply
+    pending = pending or engine_pending
     stack = target.stack
     production = target.environment is Environment.PRODUCTION
     if options.seed and production:

@@ -13,13 +13,45 @@ import argparse
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, TextIO
 
 from infra.cli import EXIT_ERROR, EXIT_OK
 from infra.errors import InfraError
 
-__all__ = ["add_stack_arguments", "format_report", "register", "run_stack_postdeploy"]
+if TYPE_CHECKING:
+    from infra.migrations.ledger import LockHolder
+    from infra.migrations.source import Migration
+    from infra.postdeploy import StackContext
+
+
+class _Progress:
+    """``0004_x ... done (12 ms)`` while the engine applies (stderr when stdout carries --json)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def lock_waiting(self, holder: LockHolder) -> None:
+        print(f"waiting for the migration lock held by {holder.describe()}", file=self.stream, flush=True)
+
+    def started(self, migration: Migration, action: str) -> None:
+        print(f"{migration.label} ... ", end="", file=self.stream, flush=True)
+
+    def retrying(self, migration: Migration, attempt: int, delay: float, reason: str) -> None:
+        print(f"lock timeout, retry {attempt} in {delay:.1f}s ... ", end="", file=self.stream, flush=True)
+
+    def finished(self, migration: Migration, action: str, ms: float) -> None:
+        print(f"done ({ms:.0f} ms)", file=self.stream, flush=True)
+
+
+__all__ = ["add_stack_arguments", "format_report", "register", "run_stack_postdeploy", "stack_aware"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+# The engine's verbs that talk to the database (lint only with --pending).
+_DB_VERBS = frozenset({"migrate", "status", "validate", "plan", "rollback", "baseline", "repair", "lint"})
 
 
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,34 +153,77 @@ def _term_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def stack_aware(name: str, handler: Handler) -> Handler:
+    """Wrap a migration-engine handler so ``--stack`` (without --host/--dsn) goes through the bastion.
+
+    ``migrate --stack`` becomes the whole post-deploy run; the other verbs get a connection as
+    ``migrator`` through a tunnel that stays open while the handler runs, and the stack's
+    environment (so the production guards apply).
+    """
+
+    def run(args: argparse.Namespace) -> int:
+        explicit = getattr(args, "host", None) or getattr(args, "dsn", None)
+        if not getattr(args, "stack", None) or explicit or name not in _DB_VERBS:
+            return handler(args)
+        if name == "lint" and not getattr(args, "pending", False):
+            return handler(args)
+        if name == "migrate":
+            if getattr(args, "target", None) is not None:
+                raise InfraError("migrate --stack applies every pending migration; use plan/rollback for versions")
+            return run_stack_postdeploy(args)
+        from infra.postdeploy import Route
+
+        _term_as_interrupt()
+        ctx = _context(args)
+        with ctx.tunnel:
+            route = Route(ctx.outputs.db_host, ctx.tunnel.local_port, ctx.outputs.db_name, ctx.ca_file)
+            args.stack_spec = route.params(ctx.credentials.user("migrator")).spec()
+            if getattr(args, "environment", None) is None:
+                args.environment = ctx.outputs.environment.value
+            return handler(args)
+
+    run.__name__ = f"{name}_stack_aware"
+    return run
+
+
+def _context(args: argparse.Namespace) -> StackContext:
+    from infra.postdeploy import stack_context
+
+    return stack_context(
+        args.stack,
+        outputs_file=getattr(args, "outputs_file", None),
+        ca_file=getattr(args, "ca_file", None),
+        local_port=getattr(args, "local_port", None),
+        ssh_identity=getattr(args, "ssh_identity", None),
+        ssh_known_hosts=getattr(args, "ssh_known_hosts", None),
+        aws_profile=getattr(args, "aws_profile", None),
+    )
+
+
 def run_stack_postdeploy(args: argparse.Namespace) -> int:
     """The whole post-deploy run for ``args.stack`` (also ``migrate --stack``)."""
-    from infra.postdeploy import PostDeployOptions, Target, run_postdeploy, stack_context
+    from infra.postdeploy import PostDeployOptions, Target, run_postdeploy
 
     _term_as_interrupt()
-    ctx = stack_context(
-        args.stack,
-        outputs_file=args.outputs_file,
-        ca_file=args.ca_file,
-        local_port=args.local_port,
-        ssh_identity=args.ssh_identity,
-        ssh_known_hosts=args.ssh_known_hosts,
-        aws_profile=args.aws_profile,
-    )
+    ctx = _context(args)
+    as_json = bool(getattr(args, "json", False))
     report = run_postdeploy(
         Target.of(args.stack, ctx.outputs),
         credentials=ctx.credentials,
         tunnel=ctx.tunnel,
         ca_file=ctx.ca_file,
-        options=PostDeployOptions(skip_snapshot=args.skip_snapshot, dry_run=args.dry_run),
+        options=PostDeployOptions(
+            skip_snapshot=bool(getattr(args, "skip_snapshot", False)), dry_run=bool(getattr(args, "dry_run", False))
+        ),
         snapshotter=ctx.snapshotter,
+        progress=_Progress(sys.stderr if as_json else sys.stdout),
     )
-    return _emit(report, args.json)
+    return _emit(report, as_json)
 
 
 def _tunnel(args: argparse.Namespace) -> int:
     from infra.local import LocalDemo
-    from infra.postdeploy import ConnParams, Route, stack_context
+    from infra.postdeploy import ConnParams, Route
     from infra.secrets import Credential
 
     _term_as_interrupt()
@@ -165,15 +240,7 @@ def _tunnel(args: argparse.Namespace) -> int:
             _print_tunnel(local_params, demo.psql_hint(local_params))
             tunnel.wait()
         return EXIT_OK
-    ctx = stack_context(
-        args.stack,
-        outputs_file=args.outputs_file,
-        ca_file=args.ca_file,
-        local_port=args.local_port,
-        ssh_identity=args.ssh_identity,
-        ssh_known_hosts=args.ssh_known_hosts,
-        aws_profile=args.aws_profile,
-    )
+    ctx = _context(args)
     with ctx.tunnel:
         route = Route(ctx.outputs.db_host, ctx.tunnel.local_port, ctx.outputs.db_name, ctx.ca_file)
         params: ConnParams = route.params(Credential(args.role, ""))

@@ -28,6 +28,7 @@ from infra.migrations.connection import ConnectionSpec, spec_from_dsn
 from infra.migrations.ledger import LockHolder
 from infra.migrations.runner import RunOptions
 from infra.migrations.source import Migration
+from infra.postdeploy_cli import add_stack_arguments, stack_aware
 
 __all__ = ["register"]
 
@@ -68,7 +69,12 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
         choices=[e.value for e in Environment],
         help="the stack's environment; production turns on the guards (lint blocks, --confirm)",
     )
-    p.add_argument("--stack", help="stack name (what rollback --confirm must repeat on production)")
+    p.add_argument(
+        "--stack",
+        help="Pulumi stack: without --host/--dsn, connect through its bastion from its outputs and secrets "
+        "(migrate --stack runs the whole post-deploy path); also what rollback --confirm must repeat",
+    )
+    add_stack_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.add_argument("--lock-wait", type=float, default=60.0, help="seconds to wait for the lock (60)")
     p.add_argument("--lock-timeout", default="5s", help="lock_timeout per migration (5s)")
@@ -87,6 +93,7 @@ def _target(args: argparse.Namespace) -> commands.Target:
         "sslrootcert": args.sslrootcert,
     }
     spec = spec_from_dsn(args.dsn, **fields) if args.dsn else ConnectionSpec(**fields)
+    spec = getattr(args, "stack_spec", None) or spec  # set by postdeploy_cli.stack_aware for --stack
     options = RunOptions(
         lock_wait=args.lock_wait,
         lock_timeout=args.lock_timeout,
@@ -251,7 +258,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
         p = subparsers.add_parser(name, help=help_text, description=help_text)
         _connection_args(p)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=stack_aware(name, handler))
         return p
 
     p = add("migrate", _migrate, "apply pending migrations under the advisory lock")
@@ -264,6 +271,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="drop an INVALID index left by an interrupted CREATE INDEX CONCURRENTLY and rebuild it",
     )
     p.add_argument("--retry-failed", action="store_true", help="resume a failed no-transaction migration")
+    p.add_argument("--skip-snapshot", action="store_true", help="with --stack on production: no pre-migration snapshot")
 
     p = add("status", _status, "applied and pending migrations")
     p.add_argument("--exit-code", action="store_true", help="exit 2 when migrations are pending")
