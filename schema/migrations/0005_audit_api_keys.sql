@@ -28,10 +28,26 @@ CREATE INDEX audit_logs_tenant_id_resource_idx ON app.audit_logs (tenant_id, res
 -- Searching details by containment: details @> '{"wallet_id": "..."}'.
 CREATE INDEX audit_logs_details_idx ON app.audit_logs USING gin (details jsonb_path_ops);
 
--- Entries are never rewritten, by anyone. Deleting stays possible for the owner only
--- (retention purges, tenant erasure by cascade); the application roles cannot delete.
+-- Entries are never rewritten, by anyone, with one exception: the foreign key's
+-- ON DELETE SET NULL (user_id) when the actor is deleted, which arrives from the referential
+-- action (trigger depth > 1) and changes nothing but user_id. Deleting stays possible for the
+-- owner only (retention purges, tenant erasure by cascade); the application roles cannot delete.
+CREATE FUNCTION app.audit_logs_append_only() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF pg_trigger_depth() > 1 AND OLD.user_id IS NOT NULL AND NEW.user_id IS NULL
+       AND to_jsonb(NEW) - 'user_id' = to_jsonb(OLD) - 'user_id' THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'app.audit_logs is append-only: % refused', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$fn$;
+
 CREATE TRIGGER audit_logs_append_only BEFORE UPDATE ON app.audit_logs
-    FOR EACH ROW EXECUTE FUNCTION app.refuse_change();
+    FOR EACH ROW EXECUTE FUNCTION app.audit_logs_append_only();
 REVOKE UPDATE, DELETE ON app.audit_logs FROM app_readwrite, platform_admin;
 
 CREATE TABLE app.tenant_api_keys (
@@ -74,5 +90,6 @@ SET LOCAL ROLE app_owner;
 
 DROP TABLE app.tenant_api_keys;
 DROP TABLE app.audit_logs;
+DROP FUNCTION app.audit_logs_append_only();
 
 RESET ROLE;

@@ -1,4 +1,5 @@
-"""The bundled migrations apply from scratch as the managed-style admin, roll back to zero, and forward again."""
+"""The bundled migrations apply from scratch through the real runner as the managed-style admin,
+roll back to zero, and forward again; objects belong to app_owner, never to the login that ran them."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
+from infra.migrations import commands
 from tests.fixtures.pg import PgDatabase
-from tests.fixtures.schema import GROUP_ROLES, apply, migration_files
+from tests.fixtures.schema import GROUP_ROLES, migration_files, target_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +31,7 @@ TABLES = {
 
 
 def _app_objects(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    """What exists in this database that the migrations could have left behind."""
+    """What the migrations could leave behind in this database."""
     row = conn.execute(
         """
         SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'app'),
@@ -36,8 +39,7 @@ def _app_objects(conn: psycopg.Connection[Any]) -> dict[str, int]:
                  WHERE n.nspname = 'app'),
                (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                  WHERE n.nspname = 'app'),
-               (SELECT count(*) FROM pg_default_acl d
-                 WHERE d.defaclrole = 'app_owner'::regrole)
+               (SELECT count(*) FROM pg_default_acl WHERE defaclrole = 'app_owner'::regrole)
         """
     ).fetchone()
     assert row is not None
@@ -45,61 +47,80 @@ def _app_objects(conn: psycopg.Connection[Any]) -> dict[str, int]:
 
 
 def test_up_down_up_as_the_non_superuser_admin(pg_db: PgDatabase) -> None:
+    target = target_for(pg_db)
+    result = commands.migrate(target)
+    assert [f"{s.version:04d}_{s.name}.sql" for s in result.applied] == [p.name for p in migration_files()]
     with pg_db.connect_admin(autocommit=True) as conn:
         flags = conn.execute(
             "SELECT rolsuper, rolcreaterole, rolbypassrls FROM pg_roles WHERE rolname = current_user"
         ).fetchone()
         assert flags == (False, True, False)  # the managed admin's shape
-
-        apply(conn)
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'app'")}
         assert tables == TABLES
-        # everything belongs to the owner role, nothing to the login that ran the migrations
         owners = conn.execute(
             """
-            SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c
-            JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'app'
-            UNION SELECT DISTINCT pg_get_userbyid(p.proowner) FROM pg_proc p
-            JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'app'
+            SELECT pg_get_userbyid(c.relowner) FROM pg_class c
+              JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'app'
+            UNION SELECT pg_get_userbyid(p.proowner) FROM pg_proc p
+              JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'app'
             UNION SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'app'
             """
         ).fetchall()
         assert owners == [("app_owner",)]
 
-        apply(conn, direction="down")
+    commands.rollback(target, to=0)
+    with pg_db.connect_admin(autocommit=True) as conn:
         assert _app_objects(conn) == {"schema": 0, "relations": 0, "functions": 0, "default_acls": 0}
-        # roles are cluster-wide and deliberately survive the rollback (see 0001's down)
+        # roles are cluster-wide and deliberately survive the rollback (see 0001's down section)
         present = {
             r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(GROUP_ROLES),))
         }
         assert present == set(GROUP_ROLES)
 
-        apply(conn)
-        assert _app_objects(conn)["schema"] == 1
-        count = conn.execute("SELECT count(*) FROM app.roles").fetchone()
-        assert count == (3,)
+    assert len(commands.migrate(target).applied) == len(migration_files())
+    with pg_db.connect_admin(autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM app.roles").fetchone() == (3,)
 
 
 def test_each_step_rolls_back_to_the_previous_one(pg_db: PgDatabase) -> None:
     files = migration_files()
     assert [f.name[:4] for f in files] == [f"{i:04d}" for i in range(1, len(files) + 1)]
-    with pg_db.connect_admin(autocommit=True) as conn:
-        for i, path in enumerate(files):
-            apply(conn, files=files[: i + 1][-1:])
-            apply(conn, direction="down", files=[path])
-            apply(conn, files=[path])
-        apply(conn, direction="down")
-        assert _app_objects(conn)["schema"] == 0
+    target = target_for(pg_db)
+    for version in range(1, len(files) + 1):
+        commands.migrate(target, to=version)
+        commands.rollback(target, to=version - 1)
+        commands.migrate(target, to=version)
+    assert commands.status(target).pending == ()
 
 
-def test_group_roles_are_nologin_without_bypassrls(pg_db: PgDatabase) -> None:
-    with pg_db.connect_admin(autocommit=True) as conn:
-        apply(conn)
+def test_group_roles_are_nologin_without_bypassrls(schema_db: PgDatabase) -> None:
+    with schema_db.connect_admin(autocommit=True) as conn:
         rows = conn.execute(
             "SELECT rolname, rolcanlogin, rolbypassrls, rolsuper FROM pg_roles WHERE rolname = ANY(%s)",
             (list(GROUP_ROLES),),
         ).fetchall()
         assert sorted(rows) == sorted((name, False, False, False) for name in GROUP_ROLES)
         # PG16: the creator's automatic grant is ADMIN only; 0001 adds SET so objects get app_owner
-        row = conn.execute("SELECT pg_has_role(current_user, 'app_owner', 'SET')").fetchone()
-        assert row == (True,)
+        assert conn.execute("SELECT pg_has_role(current_user, 'app_owner', 'SET')").fetchone() == (True,)
+
+
+def test_a_runner_that_cannot_act_as_app_owner_gets_a_fix(schema_db: PgDatabase, pg_db: PgDatabase) -> None:
+    """A second CREATEROLE admin (not the roles' creator) on a fresh database: refused with the GRANT to run."""
+    name = "t_other_admin"
+    with pg_db.connect_superuser(autocommit=True) as su:
+        su.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+        su.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(name)))
+        su.execute(sql.SQL("CREATE SCHEMA other AUTHORIZATION {}").format(sql.Identifier(name)))
+    try:
+        with pg_db.connect_superuser(autocommit=True) as su:
+            su.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(name)))
+            up = (migration_files()[0]).read_text().split("-- migrate:up", 1)[1].split("-- migrate:down", 1)[0]
+            block = up[up.index("DO $owner$") : up.index("$owner$;") + len("$owner$;")]
+            with pytest.raises(psycopg.errors.RaiseException) as info:
+                su.execute(block)
+            assert "cannot act as app_owner" in str(info.value)
+            assert info.value.diag.message_hint == f"as the role that created app_owner run: GRANT app_owner TO {name}"
+    finally:
+        with pg_db.connect_superuser(autocommit=True) as su:
+            su.execute("DROP SCHEMA other")
+            su.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
