@@ -548,7 +548,7 @@ def _gcp(read: _Reader, values: Mapping[str, str]) -> GcpSettings:
     if edition not in ("ENTERPRISE", "ENTERPRISE_PLUS"):
         raise ConfigError("dbEdition", edition, "ENTERPRISE | ENTERPRISE_PLUS", _fix("dbEdition", "ENTERPRISE"))
     tier = read.text("dbTier")
-    if not re.match(r"^db-[a-z0-9-]+$", tier):
+    if not re.match(r"^db-[a-z0-9]+(-[A-Za-z0-9]+)*$", tier):  # db-perf-optimized-N-2 has a capital N
         raise ConfigError(
             "dbTier", tier, "a Cloud SQL tier such as db-custom-1-3840", _fix("dbTier", "db-custom-1-3840")
         )
