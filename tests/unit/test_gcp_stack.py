@@ -4,6 +4,8 @@ in preview and non-preview mode, for dev and production, and the bad inputs that
 from __future__ import annotations
 
 import json
+from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -463,3 +465,20 @@ def test_bad_input_is_one_clear_line_and_declares_nothing(
     assert allowed in message
     assert "fix: pulumi config" in message
     assert monitor.recorded == []
+
+
+def test_pulumi_gcp_is_pinned_at_or_above_9_36_1() -> None:
+    """Earlier pulumi-gcp versions silently ignored changes to nested Cloud SQL ``settings``."""
+
+    def as_tuple(text: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in text.split("."))
+
+    requirements = Path(__file__).resolve().parents[2] / "requirements.txt"
+    pins = [
+        line.split("==", 1)[1].strip()
+        for line in requirements.read_text().splitlines()
+        if line.startswith("pulumi-gcp==")
+    ]
+    assert len(pins) == 1
+    assert as_tuple(pins[0]) >= (9, 36, 1)
+    assert metadata.version("pulumi-gcp") == pins[0]  # the tests ran against the pinned provider SDK
