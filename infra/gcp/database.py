@@ -83,10 +83,11 @@ class Database(pulumi.ComponentResource):
                     ipv4_enabled=False,  # CIS GCP 6.6: no public IP
                     private_network=network_id,
                     authorized_networks=[],  # CIS GCP 6.5: no authorized networks
-                    ssl_mode="ENCRYPTED_ONLY",  # CIS GCP 6.4 (never require_ssl: removed from the API)
+                    ssl_mode="ENCRYPTED_ONLY",  # CIS GCP 6.4; never require_ssl (removed, and rejected with ssl_mode)
                     # Shared CA: the server certificate carries the instance DNS name, so sslmode=verify-full
                     # can check db_host (the per-instance CA's certificate names only project:instance).
                     server_ca_mode="GOOGLE_MANAGED_CAS_CA",
+                    # The server certificate renews itself in maintenance; the CA (db_ca) stays the same.
                     server_certificate_rotation_mode="AUTOMATIC_ROTATION_DURING_MAINTENANCE",
                 ),
                 backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
