@@ -4,6 +4,8 @@ its firewall rules, and the IAM that lets the operators open the tunnel."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pulumi
 import pulumi_gcp as gcp
 
@@ -237,7 +239,13 @@ class Bastion(pulumi.ComponentResource):
 
 
 def _account_id(prefix: str) -> str:
-    """A service account id (6-30 characters, a letter first, no trailing hyphen) from the prefix."""
-    base = prefix[: 30 - len("-bastion")].rstrip("-")
-    account = f"{base}-bastion"
+    """A service account id (6-30 characters, a letter first) from the prefix, distinct per prefix.
+
+    Long prefixes are cut and get a hash of the whole prefix, so two stacks whose prefixes share
+    their first characters never claim the same account in one project.
+    """
+    account = f"{prefix}-bastion"
+    if len(account) > 30:
+        digest = hashlib.sha256(prefix.encode()).hexdigest()[:6]
+        account = f"{prefix[:19].rstrip('-')}-{digest}-bst"
     return account if account[0].isalpha() else f"b{account}"[:30]

@@ -482,3 +482,16 @@ def test_pulumi_gcp_is_pinned_at_or_above_9_36_1() -> None:
     assert len(pins) == 1
     assert as_tuple(pins[0]) >= (9, 36, 1)
     assert metadata.version("pulumi-gcp") == pins[0]  # the tests ran against the pinned provider SDK
+
+
+def test_service_account_ids_are_valid_and_distinct_for_long_stack_names() -> None:
+    ids = {
+        stack: synth(GCP_BASE, stack=stack).one("gcp:serviceaccount/account:Account").input("accountId")
+        for stack in ("dev", "gcp-development-eu", "gcp-development-us")
+    }
+    assert ids["dev"] == "private-postgres-dev-bastion"
+    assert ids["gcp-development-eu"] != ids["gcp-development-us"]
+    for account in ids.values():
+        assert 6 <= len(account) <= 30
+        assert account[0].isalpha()
+        assert not account.endswith("-")
