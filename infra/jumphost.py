@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,19 +91,19 @@ class JumpHostFiles:
 
 
 class JumpHost:
-    """One sshd listening on ``listen:port`` that may forward only to ``permit_open`` (host:port)."""
+    """One sshd listening on ``listen:port`` that may forward only to ``permit_open`` (``host:port`` entries)."""
 
     def __init__(
         self,
         root: Path,
         *,
-        permit_open: str,
+        permit_open: str | Sequence[str],
         listen: str = "127.0.0.1",
         port: int | None = None,
         netns: str | None = None,
     ) -> None:
         self.files = JumpHostFiles(root.resolve())
-        self.permit_open = permit_open
+        self.permit_open = (permit_open,) if isinstance(permit_open, str) else tuple(permit_open)
         self.listen = listen
         self.port = port if port is not None else free_port(listen if netns is None else "127.0.0.1")
         self.netns = netns
@@ -129,9 +130,8 @@ class JumpHost:
         _keygen(self.files.client_key, "local-jump-client")
         client_pub = Path(f"{self.files.client_key}.pub").read_text().strip()
         # restrict the key itself too: forwarding to the database only, nothing else
-        self.files.authorized_keys.write_text(
-            f'restrict,port-forwarding,permitopen="{self.permit_open}" {client_pub}\n'
-        )
+        permits = ",".join(f'permitopen="{p}"' for p in self.permit_open)
+        self.files.authorized_keys.write_text(f"restrict,port-forwarding,{permits} {client_pub}\n")
         self.files.authorized_keys.chmod(0o600)
         host_pub = Path(f"{self.files.host_key}.pub").read_text().split()
         host_id = self.listen if self.port == 22 else f"[{self.listen}]:{self.port}"
@@ -155,7 +155,7 @@ class JumpHost:
             # reject a world-writable /tmp (sticky 1777) that holds the test directories
             "StrictModes no",
             "AllowTcpForwarding local",
-            f"PermitOpen {self.permit_open}",
+            f"PermitOpen {' '.join(self.permit_open)}",
             "GatewayPorts no",
             "PermitTTY no",
             "X11Forwarding no",

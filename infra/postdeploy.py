@@ -421,6 +421,7 @@ def stack_context(
     local_port: int | None = None,
     ssh_identity: Path | None = None,
     ssh_known_hosts: Path | None = None,
+    ssh_config: Path | None = None,
     aws_profile: str | None = None,
 ) -> StackContext:
     """Read and validate the outputs, resolve the credentials, choose the tunnel and the CA."""
@@ -431,6 +432,7 @@ def stack_context(
         local_port=local_port,
         ssh_identity=ssh_identity,
         ssh_known_hosts=ssh_known_hosts,
+        ssh_config=ssh_config,
         aws_profile=aws_profile,
     )
     configured = ca_file or (Path(os.environ["RDS_CA_BUNDLE"]) if os.environ.get("RDS_CA_BUNDLE") else None)
@@ -445,15 +447,13 @@ def stack_context(
 
 
 @contextlib.contextmanager
-def stack_connection(
-    stack: str, role: str = "migrator", *, outputs_file: Path | None = None, ca_file: Path | None = None
-) -> Iterator[ConnectionSpec]:
+def stack_connection(stack: str, role: str = "migrator", **options: Any) -> Iterator[ConnectionSpec]:
     """Connection parameters of ``role`` on ``stack``'s database, through a tunnel open for the block.
 
-    The migration engine's ``--stack`` option uses this for status/plan/rollback, and the seed
-    commands for seed/reset. ``role`` is ``admin`` or one of the login users.
+    For the seed commands (seed/reset) and scripts; ``options`` are :func:`stack_context`'s
+    (``outputs_file``, ``ca_file``, ``ssh_config``, ...). ``role`` is ``admin`` or a login user.
     """
-    ctx = stack_context(stack, outputs_file=outputs_file, ca_file=ca_file)
+    ctx = stack_context(stack, **options)
     cred = ctx.credentials.admin if role == "admin" else ctx.credentials.user(role)
     with ctx.tunnel:
         yield Route(ctx.outputs.db_host, ctx.tunnel.local_port, ctx.outputs.db_name, ctx.ca_file).params(cred).spec()

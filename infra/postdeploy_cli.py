@@ -65,6 +65,7 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local-port", type=int, help="local tunnel port (default: a free one)")
     parser.add_argument("--ssh-identity", type=Path, help="ssh mode: private key for the bastion")
     parser.add_argument("--ssh-known-hosts", type=Path, help="ssh mode: known_hosts holding the bastion's key")
+    parser.add_argument("--ssh-config", type=Path, help="ssh mode: ssh_config file (port, ProxyJump, ...) for ssh -F")
     parser.add_argument("--aws-profile", help="AWS profile for Secrets Manager, SSM and RDS")
 
 
@@ -196,6 +197,7 @@ def _context(args: argparse.Namespace) -> StackContext:
         local_port=getattr(args, "local_port", None),
         ssh_identity=getattr(args, "ssh_identity", None),
         ssh_known_hosts=getattr(args, "ssh_known_hosts", None),
+        ssh_config=getattr(args, "ssh_config", None),
         aws_profile=getattr(args, "aws_profile", None),
     )
 

@@ -47,17 +47,20 @@ class AwsSnapshotter:
         wait_delay: int = 30,
         wait_attempts: int = 120,
     ) -> None:
-        if client is None:
-            import boto3
-
-            client = boto3.session.Session(profile_name=profile, region_name=region).client("rds")
-        self._client = client
+        self._client = client  # created on first use: only production runs need it
+        self._region = region
+        self._profile = profile
         self.instance_id = instance_id
         self._wait = {"Delay": wait_delay, "MaxAttempts": wait_attempts}
 
     def create(self, label: str, now: dt.datetime | None = None) -> str:
         from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
+        if self._client is None:
+            import boto3
+
+            session = boto3.session.Session(profile_name=self._profile, region_name=self._region)
+            self._client = session.client("rds")
         snapshot_id = f"{label}-{_stamp(now)}"[:255]
         _log.info("creating rds snapshot %s of %s", snapshot_id, self.instance_id)
         try:
@@ -110,6 +113,9 @@ class GcpBackup:
 def snapshotter_for(outputs: StackOutputs, *, aws_profile: str | None = None) -> Snapshotter:
     instance = outputs.db_host.split(".", 1)[0]
     if outputs.cloud is Cloud.AWS:
-        return AwsSnapshotter(instance, region=outputs.bastion.region, profile=aws_profile)
+        # the region: the bastion's (ssm mode) or the admin secret ARN's (arn:aws:secretsmanager:<region>:...)
+        arn = outputs.db_admin_secret.split(":")
+        region = outputs.bastion.region or (arn[3] if len(arn) > 3 and arn[0] == "arn" else None)
+        return AwsSnapshotter(instance, region=region, profile=aws_profile)
     assert outputs.bastion.project is not None
     return GcpBackup(instance, outputs.bastion.project)

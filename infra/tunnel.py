@@ -267,7 +267,7 @@ class SshOptions:
 
     host: str
     user: str
-    port: int = 22
+    port: int | None = None  # None: ssh's default or the ssh_config's Port
     identity_file: Path | None = None
     known_hosts: Path | None = None
     config_file: str | None = None
@@ -309,7 +309,9 @@ class SshTunnel(_ProcessTunnel):
         if s.config_file is not None:
             argv += ["-F", s.config_file]
         argv += _ssh_forward_options(self.local_port, self.remote_host, self.remote_port, s.keepalive_seconds)
-        argv += ["-o", f"ConnectTimeout={s.connect_timeout}", "-p", str(s.port)]
+        argv += ["-o", f"ConnectTimeout={s.connect_timeout}"]
+        if s.port is not None:
+            argv += ["-p", str(s.port)]
         if s.known_hosts is not None:
             argv += ["-o", f"UserKnownHostsFile={s.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
         if s.identity_file is not None:
@@ -409,6 +411,7 @@ def tunnel_for(
     local_port: int | None = None,
     ssh_identity: Path | None = None,
     ssh_known_hosts: Path | None = None,
+    ssh_config: Path | None = None,
     aws_profile: str | None = None,
     remote_host: str | None = None,
 ) -> _ProcessTunnel:
@@ -428,5 +431,11 @@ def tunnel_for(
         return IapTunnel(b.target, b.zone, b.project, host, outputs.db_port, local_port=local_port)
     assert b.host is not None
     assert b.user is not None
-    options = SshOptions(host=b.host, user=b.user, identity_file=ssh_identity, known_hosts=ssh_known_hosts)
+    options = SshOptions(
+        host=b.host,
+        user=b.user,
+        identity_file=ssh_identity,
+        known_hosts=ssh_known_hosts,
+        config_file=str(ssh_config) if ssh_config is not None else None,
+    )
     return SshTunnel(options, host, outputs.db_port, local_port=local_port)
