@@ -197,6 +197,21 @@ def test_gcp_program_has_no_violations(environment: str, preview: bool) -> None:
         assert report.unknown == []
 
 
+def test_aws_existing_vpc_and_app_groups_have_no_violations() -> None:
+    # The existing-VPC variant sends the bastion's HTTPS egress to 0.0.0.0/0: egress is not what EC2.13/18 judge.
+    result = synth(
+        full(
+            AWS_BASE,
+            existingVpcId="vpc-0123456789abcdef0",
+            existingPrivateSubnetIds='["subnet-0123456789abcdef0","subnet-0fedcba9876543210"]',
+            appSecurityGroupIds='["sg-0123456789abcdef0"]',
+        )
+    )
+    egress = result.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+    assert "0.0.0.0/0" in {r.input("cidrIpv4") for r in egress}
+    assert run_pack(result).violations == []
+
+
 def test_aws_ssh_mode_bastion_is_the_one_allowed_public_address() -> None:
     result = synth(full(AWS_BASE, bastionMode="ssh", sshAllowedCidrs=SSH_CIDRS, sshPublicKey=SSH_KEY))
     assert run_pack(result).violations == []
