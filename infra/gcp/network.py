@@ -42,7 +42,7 @@ class Network(pulumi.ComponentResource):
         )
         self.subnet = gcp.compute.Subnetwork(
             f"{name}-subnet",
-            name=f"{cfg.prefix}-{settings.region}",
+            name=f"{cfg.prefix}-private",  # <= 63 characters even for the longest region names
             project=settings.project,
             region=settings.region,
             network=self.network.id,

@@ -4,6 +4,7 @@ in preview and non-preview mode, for dev and production, and the bad inputs that
 from __future__ import annotations
 
 import json
+import re
 from importlib import metadata
 from pathlib import Path
 
@@ -495,3 +496,18 @@ def test_service_account_ids_are_valid_and_distinct_for_long_stack_names() -> No
         assert 6 <= len(account) <= 30
         assert account[0].isalpha()
         assert not account.endswith("-")
+
+
+def test_resource_names_fit_gcp_limits_for_the_longest_prefix() -> None:
+    config = {**GCP_BASE, "gcp:region": "northamerica-northeast1"}  # one of the longest region names
+    result = synth(config, stack="abcdefghijklmnopqrstuvwxyz")  # the prefix is cut at 40 characters
+    named = [
+        r
+        for r in result.resources
+        if r.type.startswith(("gcp:compute/", "gcp:dns/managedZone", "gcp:sql/databaseInstance")) and r.input("name")
+    ]
+    assert len(named) >= 8
+    for resource in named:
+        assert re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", resource.input("name")), resource.input("name")
+    for secret in result.of_type(SECRET):
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,255}", secret.input("secretId"))
