@@ -3,7 +3,7 @@
 - AWS: ``rds.create_db_snapshot`` then the ``db_snapshot_available`` waiter. The instance
   identifier is the first label of the RDS endpoint (``<identifier>.<hash>.<region>.rds.amazonaws.com``).
 - GCP: an on-demand backup with ``gcloud sql backups create`` (it waits for the operation). The
-  Cloud SQL instance name is the first label of ``db_host`` unless given.
+  Cloud SQL instance is the one whose DNS name is ``db_host`` (``gcloud sql instances list``).
 
 The snapshot name is deterministic per run (stack, UTC time to the second) and returned so the
 report can name it; restoring is a manual, documented step.
@@ -12,6 +12,7 @@ report can name it; restoring is a manual, documented step.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import shutil
 import subprocess
@@ -84,11 +85,35 @@ class AwsSnapshotter:
 
 
 class GcpBackup:
-    def __init__(self, instance: str, project: str) -> None:
-        self.instance = instance
+    def __init__(self, project: str, *, db_host: str | None = None, instance: str | None = None) -> None:
         self.project = project
+        self.db_host = db_host
+        self.instance = instance
+
+    def find_instance(self) -> str:
+        """The instance whose private DNS name is ``db_host`` (the contract names the endpoint, not the instance)."""
+        if self.instance is not None:
+            return self.instance
+        listing = subprocess.run(
+            ["gcloud", "sql", "instances", "list", f"--project={self.project}", "--format=json"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if listing.returncode != 0:
+            raise InfraError(f"cannot list cloud sql instances in {self.project!r}; or pass --skip-snapshot")
+        host = (self.db_host or "").rstrip(".")
+        for item in json.loads(listing.stdout or "[]"):
+            names = [item.get("dnsName", "")] + [d.get("name", "") for d in item.get("dnsNames", []) or []]
+            if host and host in (n.rstrip(".") for n in names if n):
+                self.instance = str(item["name"])
+                return self.instance
+        raise InfraError(
+            f"no cloud sql instance in {self.project!r} has the dns name {host!r}; or pass --skip-snapshot"
+        )
 
     def argv(self, label: str) -> list[str]:
+        assert self.instance is not None
         return [
             "gcloud",
             "sql",
@@ -103,6 +128,7 @@ class GcpBackup:
         if shutil.which("gcloud") is None:
             raise ToolMissing("'gcloud' not found on PATH; install the Google Cloud CLI or pass --skip-snapshot")
         description = f"{label}-{_stamp(now)}"
+        self.find_instance()
         result = subprocess.run(self.argv(description), capture_output=True, text=True, check=False)
         if result.returncode != 0:
             tail = result.stderr.strip().splitlines()[-1:] or ["no detail"]
@@ -111,11 +137,11 @@ class GcpBackup:
 
 
 def snapshotter_for(outputs: StackOutputs, *, aws_profile: str | None = None) -> Snapshotter:
-    instance = outputs.db_host.split(".", 1)[0]
     if outputs.cloud is Cloud.AWS:
+        instance = outputs.db_host.split(".", 1)[0]  # <identifier>.<hash>.<region>.rds.amazonaws.com
         # the region: the bastion's (ssm mode) or the admin secret ARN's (arn:aws:secretsmanager:<region>:...)
         arn = outputs.db_admin_secret.split(":")
         region = outputs.bastion.region or (arn[3] if len(arn) > 3 and arn[0] == "arn" else None)
         return AwsSnapshotter(instance, region=region, profile=aws_profile)
     assert outputs.bastion.project is not None
-    return GcpBackup(instance, outputs.bastion.project)
+    return GcpBackup(outputs.bastion.project, db_host=outputs.db_host)
