@@ -215,8 +215,19 @@ class LocalPostgres:
             for name in files:
                 os.chown(os.path.join(dirpath, name), entry.pw_uid, entry.pw_gid)
 
-    def _cmd(self, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.netns, *argv] if self.netns else argv
+    def _cmd(self, argv: list[str], user: str | None = None) -> list[str]:
+        if not self.netns:
+            return argv
+        prefix = ["ip", "netns", "exec", self.netns]
+        if user is not None:
+            # entering a namespace needs root: enter it, then drop to the server user
+            entry = pwd.getpwnam(user)
+            prefix += ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups"]
+        return prefix + argv
+
+    def _as(self, user: str | None) -> str | None:
+        """The ``user=`` for subprocess: none inside a namespace (``_cmd`` drops privileges there)."""
+        return None if self.netns else user
 
     def start(self) -> None:
         """Create the cluster if needed, write its configuration and start it; wait until ready."""
@@ -271,11 +282,12 @@ class LocalPostgres:
                     "-t",
                     "60",
                     "start",
-                ]
+                ],
+                user,
             ),
             capture_output=True,
             text=True,
-            user=user,
+            user=self._as(user),
         )
         if result.returncode != 0:
             tail = (result.stderr + self.log_path.read_text(errors="replace"))[-2000:]
@@ -316,9 +328,9 @@ class LocalPostgres:
         if not (self.data / "postmaster.pid").exists():
             return
         subprocess.run(
-            self._cmd([str(pg_bin("pg_ctl")), "-D", str(self.data), "-m", "fast", "-w", "stop"]),
+            self._cmd([str(pg_bin("pg_ctl")), "-D", str(self.data), "-m", "fast", "-w", "stop"], self._run_as()),
             capture_output=True,
-            user=self._run_as(),
+            user=self._as(self._run_as()),
             check=False,
         )
 

@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.pg",
     "tests.fixtures.schema",
     "tests.fixtures.sshd",
+    "tests.fixtures.netns",
     "tests.fixtures.proxy",
     "tests.fixtures.migrations",
 ]
