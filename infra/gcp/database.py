@@ -188,7 +188,7 @@ class Database(pulumi.ComponentResource):
             deletion_policy="ABANDON",
             opts=child,
         )
-        admin_secret = stored_secret(
+        self.admin_secret_name = stored_secret(
             f"{name}-admin",
             cfg,
             secret_id=f"{cfg.prefix}-postgres-admin",
@@ -198,7 +198,6 @@ class Database(pulumi.ComponentResource):
             ),
             parent=self,
         )
-        self.admin_secret_name = admin_secret.name
         self.register_outputs(
             {
                 "connection_name": self.instance.connection_name,

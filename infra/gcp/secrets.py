@@ -29,8 +29,13 @@ def stored_secret(
     role: str,
     document: pulumi.Input[str],
     parent: pulumi.Resource,
-) -> gcp.secretmanager.Secret:
-    """One Secret Manager secret holding ``document`` (a Pulumi secret), readable by the operators."""
+) -> pulumi.Output[str]:
+    """One Secret Manager secret holding ``document`` (a Pulumi secret), readable by the operators.
+
+    Returns the secret's resource name (``projects/<project>/secrets/<id>``) as an output of its
+    version: whoever reads it (the in-``up`` migrate step) waits until the password is stored,
+    not only until the empty secret exists.
+    """
     assert cfg.gcp is not None
     settings = cfg.gcp
     child = pulumi.ResourceOptions(parent=parent)
@@ -43,7 +48,7 @@ def stored_secret(
         deletion_protection=cfg.production,  # production: `pulumi destroy` cannot drop a credential
         opts=child,
     )
-    gcp.secretmanager.SecretVersion(
+    version = gcp.secretmanager.SecretVersion(
         name,
         secret=secret.id,
         secret_data=document,
@@ -58,7 +63,7 @@ def stored_secret(
             member=member,
             opts=child,
         )
-    return secret
+    return version.secret
 
 
 class UserSecrets(pulumi.ComponentResource):
@@ -79,7 +84,7 @@ class UserSecrets(pulumi.ComponentResource):
         self.names = {}
         for role in USER_ROLES:
             password = generated_password(f"{name}-{role}", role, child)
-            secret = stored_secret(
+            self.names[role] = stored_secret(
                 f"{name}-{role}",
                 cfg,
                 secret_id=f"{cfg.prefix}-postgres-{role}",
@@ -89,5 +94,4 @@ class UserSecrets(pulumi.ComponentResource):
                 ),
                 parent=self,
             )
-            self.names[role] = secret.name
         self.register_outputs({"names": self.names})

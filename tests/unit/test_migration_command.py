@@ -95,14 +95,7 @@ def test_command_is_quiet_secret_and_harmless_to_delete(migrations: Path, base: 
     "base",
     [
         AWS_BASE,
-        pytest.param(
-            GCP_BASE,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="gcp outputs carry the Secret, not its SecretVersion: the command could run before "
-                "the password is stored (reported to infra/gcp owner)",
-            ),
-        ),
+        GCP_BASE,
     ],
     ids=["aws", "gcp"],
 )
