@@ -68,7 +68,15 @@ def refuse_production(conn: psycopg.Connection[Any], environment: Environment | 
     """Raise SafetyError when ``environment`` or the database's ledger says production."""
     if environment == Environment.PRODUCTION:
         raise SafetyError(f"refusing to {action} {where}: the stack's environment is production")
-    if ledger_environment(conn) == Environment.PRODUCTION.value:
+    try:
+        stamped = ledger_environment(conn)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        # Fail closed: a ledger we may not read could say production.
+        raise SafetyError(
+            f"refusing to {action} {where}: cannot read its migration ledger ({LEDGER_SCHEMA}) to rule out "
+            "production; fix: connect as the migrator (or the admin)"
+        ) from exc
+    if stamped == Environment.PRODUCTION.value:
         raise SafetyError(
             f"refusing to {action} {where}: its migration ledger marks it production (table {LEDGER_SCHEMA}.settings)"
         )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from infra.cli import main
 from infra.enums import Environment
@@ -48,6 +50,27 @@ def test_seed_is_realistic_and_idempotent(schema_db: PgDatabase) -> None:
 
     seed(spec)
     assert _snapshot(schema_db) == after_one
+
+
+def test_seed_as_a_migrator_login_and_fail_closed_without_the_ledger(schema_db: PgDatabase, login_as: Any) -> None:
+    """``local up`` seeds as ``migrator`` (member of app_owner, reads the ledger it wrote); a login
+    that cannot read the ledger cannot rule out production, so it is refused."""
+    app = login_as("app_readwrite")
+    spec = target_for(schema_db).connection
+    with pytest.raises(SafetyError, match="cannot read its migration ledger"):
+        seed(dataclasses.replace(spec, user=app.name, password=lambda: app.password))
+    assert _snapshot(schema_db)[0][0] == 0
+
+    migrator = login_as("app_owner")
+    with schema_db.connect_admin(autocommit=True) as conn:
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA migrations_ledger TO {}").format(sql.Identifier(migrator.name)))
+        conn.execute(
+            sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA migrations_ledger TO {}").format(
+                sql.Identifier(migrator.name)
+            )
+        )
+    seed(dataclasses.replace(spec, user=migrator.name, password=lambda: migrator.password))
+    assert _snapshot(schema_db)[0] == (2, 6, 7, 3, 5, 10, 6, 2)
 
 
 def test_seeded_tenants_are_isolated_for_the_app_role(schema_db: PgDatabase, login_as: Any) -> None:
