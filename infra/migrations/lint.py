@@ -62,15 +62,13 @@ def squawk_binary() -> str:
 
 
 def _up_only(mig: Migration) -> str:
+    """The file with its down section blanked (line numbers kept, so findings point at the file)."""
     text = normalize(mig.path.read_bytes()).decode("utf-8")
-    if mig.down_sql is None:
+    if mig.down_line is None:
         return text
     lines = text.split("\n")
-    # blank everything from the down directive on, keeping line numbers
-    for i, line in enumerate(lines):
-        if line.strip().lower().replace(" ", "").startswith("--migrate:down"):
-            return "\n".join(lines[:i] + [""] * (len(lines) - i))
-    return text
+    keep = mig.down_line - 1
+    return "\n".join(lines[:keep] + [""] * (len(lines) - keep))
 
 
 def lint(migrations: Sequence[Migration]) -> tuple[Finding, ...]:

@@ -127,6 +127,7 @@ class Migration:
     directives: Directives
     up: tuple[Statement, ...]
     down: tuple[Statement, ...]
+    down_line: int | None = None  # line of '-- migrate:down' (lint blanks from there on)
 
     @property
     def filename(self) -> str:
@@ -406,6 +407,7 @@ def parse(path: Path, raw: bytes | None = None) -> Migration:
         ),
         up=up,
         down=down,
+        down_line=down_at[0] if down_at else None,
     )
 
 
