@@ -87,8 +87,7 @@ def test_updated_at_moves_on_update(conn: psycopg.Connection[Any]) -> None:
 
 
 def test_future_tables_get_the_same_grants(conn: psycopg.Connection[Any]) -> None:
-    row: tuple[Any, ...] | None = None
-    with conn.transaction():
+    with conn.transaction(force_rollback=True):  # leave nothing behind
         conn.execute("SET LOCAL ROLE app_owner")
         conn.execute("CREATE TABLE app.later (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note text)")
         conn.execute("CREATE FUNCTION app.later_fn() RETURNS int LANGUAGE sql AS 'SELECT 1'")
@@ -103,5 +102,17 @@ def test_future_tables_get_the_same_grants(conn: psycopg.Connection[Any]) -> Non
                    has_schema_privilege('public', 'app', 'USAGE')
             """
         ).fetchone()
-        raise psycopg.Rollback()  # leave nothing behind
     assert row == (True, False, True, False, True, False, False)
+
+
+def test_readonly_reads_every_column_but_the_secrets(conn: psycopg.Connection[Any]) -> None:
+    """A new column must be granted to app_readonly deliberately (0007); this lists what it may not read."""
+    hidden = conn.execute(
+        """
+        SELECT c.table_name || '.' || c.column_name FROM information_schema.columns c
+        WHERE c.table_schema = 'app'
+          AND NOT has_column_privilege('app_readonly', format('app.%I', c.table_name), c.column_name, 'SELECT')
+        ORDER BY 1
+        """
+    ).fetchall()
+    assert hidden == [("tenant_api_keys.key_hash",), ("users.password_hash",)]

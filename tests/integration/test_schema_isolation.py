@@ -77,7 +77,7 @@ def _count(conn: psycopg.Connection[Any], table: str, tenant: str | None) -> int
 
 
 def _error(
-    conn: psycopg.Connection[Any], tenant: str | None, statement: str, params: tuple[object, ...] = ()
+    conn: psycopg.Connection[Any], tenant: str | None, statement: str | sql.Composed, params: tuple[object, ...] = ()
 ) -> psycopg.Error:
     try:
         with conn.transaction():
@@ -85,7 +85,7 @@ def _error(
             conn.execute(statement, params)
     except psycopg.Error as exc:
         return exc
-    pytest.fail(f"accepted: {statement}")
+    pytest.fail(f"accepted: {statement!r}")
 
 
 def _rowcount(conn: psycopg.Connection[Any], tenant: str, statement: str, params: tuple[object, ...]) -> int:
@@ -176,6 +176,13 @@ def test_readonly_reads_its_tenant_and_writes_nothing(login_as: LoginFactory, wo
             (world.tenant_a,),
         )
         assert isinstance(rejected, errors.InsufficientPrivilege)
+        # secrets stay with the roles that check them
+        for column, table in (("password_hash", "users"), ("key_hash", "tenant_api_keys")):
+            statement = sql.SQL("SELECT {} FROM app.{}").format(sql.Identifier(column), sql.Identifier(table))
+            assert isinstance(_error(ro, world.tenant_a, statement), errors.InsufficientPrivilege), column
+        with ro.transaction():
+            use_tenant(ro, world.tenant_a)
+            assert ro.execute("SELECT email FROM app.users").fetchall() == [("owner@a.example",)]
 
 
 def test_platform_admin_sees_and_manages_all_tenants(login_as: LoginFactory, world: World) -> None:
