@@ -33,7 +33,13 @@ EXIT_INTERRUPTED = 130
 Handler = Callable[[argparse.Namespace], int]
 
 # Modules that contribute sub-commands; each has register(subparsers).
-COMMAND_MODULES: tuple[str, ...] = ("infra.synth", "infra.postdeploy_cli", "infra.migrations.cli", "infra.seed_cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "infra.synth",
+    "infra.postdeploy_cli",
+    "infra.drift",
+    "infra.migrations.cli",
+    "infra.seed_cli",
+)
 
 _log = logging.getLogger("infra")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from psycopg import sql
 
+from infra import catalog
 from infra.enums import Environment
 from infra.errors import LintBlocked, MigrationError, SafetyError
 from infra.migrations import ledger, source
@@ -252,12 +253,15 @@ def _apply(runner: Runner, validation: Validation, todo: Sequence[Migration], op
             )
         return runner.apply_single_transaction(todo) if todo else []
     steps: list[StepResult] = []
-    for mig in todo:
+    for index, mig in enumerate(todo):
+        last = index == len(todo) - 1
         if mig.directives.no_transaction:
             row = validation.resume[1] if validation.resume and validation.resume[0] is mig else None
             steps.append(runner.apply_autocommit(mig, row))
+            if last:
+                catalog.stamp(runner.conn)  # the snapshot drift compares against (one more round trip)
         else:
-            steps.append(runner.apply_transactional(mig))
+            steps.append(runner.apply_transactional(mig, stamp_catalog=last))
     return steps
 
 
@@ -353,6 +357,8 @@ def rollback(
                     f"fix: repeat the stack name: --confirm {expected}"
                 )
         steps = [runner.rollback(migrations[r.version], r, reason or f"rollback --to {to}") for r in undo]
+        if steps:
+            catalog.stamp(runner.conn)  # a rollback changes the schema on purpose: new drift baseline
         return RollbackResult(runner.run_id, tuple(steps))
 
 

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import psycopg
 from psycopg import pq, sql
 
+from infra import catalog
 from infra.errors import ChecksumMismatch, LockTimeout, MigrationError, ValidationError
 from infra.migrations import ledger
 from infra.migrations.ledger import LEDGER_SCHEMA, AppliedMigration, LockHolder
@@ -396,10 +397,17 @@ class Runner:
 
     # -- transactional ------------------------------------------------------------------------
 
-    def apply_transactional(self, mig: Migration) -> StepResult:
-        """Apply in one transaction with its ledger row, in one round trip; retry on lock timeout."""
+    def apply_transactional(self, mig: Migration, *, stamp_catalog: bool = False) -> StepResult:
+        """Apply in one transaction with its ledger row, in one round trip; retry on lock timeout.
+
+        ``stamp_catalog`` (the last migration of a run) also records the catalog snapshot that
+        ``drift`` compares against, in the same transaction and the same message.
+        """
         head = [sql.SQL("BEGIN;\nRESET ALL;\n"), *self._timeouts(mig, local=True)]
-        tail = [self._ledger_insert(mig, "transaction"), sql.SQL("COMMIT;\n")]
+        tail = [self._ledger_insert(mig, "transaction")]
+        if stamp_catalog:
+            tail.append(sql.SQL("{};\n").format(catalog.stamp_sql()))
+        tail.append(sql.SQL("COMMIT;\n"))
         message, offsets = self._compose(mig, head, mig.up, tail)
         return self._run_with_retries(mig, "apply", message, offsets)
 
@@ -443,7 +451,8 @@ class Runner:
                     head += [sql.SQL("RESET ALL;\n"), *self._timeouts(mig, local=True)]
                     tail = [self._ledger_insert(mig, "single-transaction")]
                     if i == len(migrations) - 1:
-                        tail.append(sql.SQL("COMMIT;\n"))
+                        # the catalog snapshot drift compares against, committed with the run
+                        tail += [sql.SQL("{};\n").format(catalog.stamp_sql()), sql.SQL("COMMIT;\n")]
                     message, offsets = self._compose(mig, head, mig.up, tail)
                     self.progress.started(mig, "apply")
                     started = time.perf_counter()
