@@ -12,7 +12,7 @@ from psycopg import sql
 from infra.cli import main
 from infra.enums import Environment
 from infra.errors import SafetyError
-from infra.migrations.ledger import stamp_environment
+from infra.migrations.ledger import LOCK_KEY, stamp_environment
 from infra.seed import reset, seed
 from tests.fixtures.pg import PgDatabase
 from tests.fixtures.schema import migration_files, target_for
@@ -162,3 +162,13 @@ def test_cli_seed_and_reset(
     assert f"{len(migration_files())} migration(s) applied" in capsys.readouterr().out
     with psycopg.connect(**schema_db.admin_params()) as conn:
         assert conn.execute("SELECT count(*) FROM migrations_ledger.applied").fetchone() == (len(migration_files()),)
+
+
+def test_reset_refuses_while_a_migration_holds_the_lock(schema_db: PgDatabase) -> None:
+    """reset refuses instead of dropping the schema under a running migration (the engine's lock)."""
+    with schema_db.connect_admin(autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", LOCK_KEY)
+        with pytest.raises(SafetyError, match="holds the migration lock"):
+            reset(target_for(schema_db).connection, confirm=schema_db.name)
+    with schema_db.connect_admin() as conn:
+        assert conn.execute("SELECT to_regclass('app.tenants') IS NOT NULL").fetchone() == (True,)
