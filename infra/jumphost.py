@@ -17,6 +17,7 @@ import contextlib
 import getpass
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
@@ -108,7 +109,7 @@ class JumpHost:
         self.port = port if port is not None else free_port(listen if netns is None else "127.0.0.1")
         self.netns = netns
         self.user = getpass.getuser()
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
 
     def ssh_options(self) -> SshOptions:
         """How a client reaches this jump host (our key, our known_hosts, no user ssh config)."""
@@ -176,7 +177,12 @@ class JumpHost:
         return ["ip", "netns", "exec", self.netns, *argv] if self.netns else argv
 
     def start(self, timeout: float = 20.0) -> None:
-        """Start sshd in the foreground (as our child) and wait until it accepts connections."""
+        """Start sshd and wait until it accepts connections.
+
+        sshd runs in the foreground (``-D``) in its own session, spawned without a ``Popen``
+        object: the local demo leaves it running after this process exits, and ``stop`` (or
+        ``local down``, through the pid file) ends it.
+        """
         self.prepare()
         if os.geteuid() == 0:
             # sshd's privilege-separation directory; a fresh container may not have it
@@ -184,27 +190,38 @@ class JumpHost:
         check = subprocess.run(self._argv("-t"), capture_output=True, text=True)
         if check.returncode != 0:
             raise TunnelError(f"local sshd rejected its configuration: {check.stderr.strip()[-300:]}")
-        log = self.files.log.open("ab")
-        try:
-            self._proc = subprocess.Popen(
-                self._argv("-D", "-e"), stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-            )
-        finally:
-            log.close()
+        argv = self._argv("-D", "-e")
+        self._pid = os.posix_spawnp(
+            argv[0],
+            argv,
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, str(self.files.log), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setsid=True,
+        )
         deadline = time.monotonic() + timeout
-        while True:
-            code = self._proc.poll()
-            if code is not None:
-                tail = self.files.log.read_text(errors="replace").strip().splitlines()[-3:]
-                raise TunnelError(f"local sshd exited with code {code}: {' | '.join(tail)}")
-            if self._accepts():
-                _log.info("local jump host listening on %s:%d (pid %d)", self.listen, self.port, self._proc.pid)
-                return
-            if time.monotonic() >= deadline:
-                self.stop()
-                raise TunnelError(f"local sshd not listening on {self.listen}:{self.port} after {timeout:.0f}s")
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=0.05)
+        pidfd = os.pidfd_open(self._pid)
+        try:
+            while True:
+                if self._accepts():
+                    _log.info("local jump host listening on %s:%d (pid %d)", self.listen, self.port, self._pid)
+                    return
+                # wait on the process itself: wakes at once if sshd exits, else after one interval
+                exited, _, _ = select.select([pidfd], [], [], 0.05)
+                if exited:
+                    _, status = os.waitpid(self._pid, 0)
+                    self._pid = None
+                    tail = self.files.log.read_text(errors="replace").strip().splitlines()[-3:]
+                    code = os.waitstatus_to_exitcode(status)
+                    raise TunnelError(f"local sshd exited with code {code}: {' | '.join(tail)}")
+                if time.monotonic() >= deadline:
+                    self.stop()
+                    raise TunnelError(f"local sshd not listening on {self.listen}:{self.port} after {timeout:.0f}s")
+        finally:
+            os.close(pidfd)
 
     def _accepts(self) -> bool:
         try:
@@ -217,33 +234,49 @@ class JumpHost:
 
     @property
     def pid(self) -> int | None:
-        if self._proc is not None:
-            return self._proc.pid
-        return None
+        return self._pid
 
     def stop(self) -> None:
-        """Stop sshd (ours, or the one named in the pid file); harmless when not running."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            return
-        stop_pid_file(self.files.pid_file)
+        """Stop sshd (ours, or the one named in the pid file) and wait until it is gone."""
+        pid, self._pid = self._pid, None
+        if pid is not None:
+            _stop_pid(pid)
+        else:
+            stop_pid_file(self.files.pid_file)
 
 
-def stop_pid_file(pid_file: Path) -> bool:
-    """SIGTERM the process named in ``pid_file`` if it is alive; True if one was signalled."""
+def stop_pid_file(pid_file: Path, *, expect: str = "sshd", timeout: float = 10.0) -> bool:
+    """SIGTERM the process named in ``pid_file`` and wait until it is gone; True if one was stopped.
+
+    The process must still be ``expect`` (its command line is checked), so a stale pid file
+    never kills an unrelated process that reused the pid.
+    """
     try:
         pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except (OSError, ValueError):
+        return False
+    if expect not in cmdline:
+        return False
+    return _stop_pid(pid, timeout)
+
+
+def _stop_pid(pid: int, timeout: float = 10.0) -> bool:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
         return False
     try:
         os.kill(pid, signal.SIGTERM)
+        # the pidfd becomes readable when the process exits: an event, not a polling loop
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            select.select([fd], [], [], timeout)
     except ProcessLookupError:
-        return False
+        pass
+    finally:
+        os.close(fd)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # our own child (same process started it): reap the zombie
     return True

@@ -188,6 +188,9 @@ class LocalDemo:
         done.append(f"removed {self.root}")
         return done
 
+    def state(self) -> DemoState | None:
+        return DemoState.load(self.root)
+
     def route(self, state: DemoState, local_port: int) -> Route:
         return Route(state.tls_name, local_port, state.db_name, self.postgres(state.pg_port).tls.ca_cert)
 

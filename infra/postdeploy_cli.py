@@ -84,6 +84,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     where.add_argument("--stack", help="Pulumi stack name")
     where.add_argument("--local", action="store_true", help="the local demo's jump host (after `local up`)")
     tunnel.add_argument("--role", default="app", help="login to print parameters for (default: app)")
+    tunnel.add_argument("--dir", type=Path, help="with --local: the demo's state directory (default: .local/demo)")
     add_stack_arguments(tunnel)
     tunnel.set_defaults(handler=_tunnel)
 
@@ -232,7 +233,7 @@ def _tunnel(args: argparse.Namespace) -> int:
     if args.local:
         from infra.local import DEMO_DIR, DemoState
 
-        demo = LocalDemo(DEMO_DIR)
+        demo = LocalDemo(args.dir or DEMO_DIR)
         state = DemoState.load(demo.root)
         if state is None:
             raise InfraError("the local demo is not running; run `python -m infra local up` first")
@@ -269,14 +270,19 @@ def _local_up(args: argparse.Namespace) -> int:
 
     _term_as_interrupt()
     demo = LocalDemo(args.dir or DEMO_DIR)
-    report = demo.up(seed=not args.no_seed)
+    report = demo.up(seed=not args.no_seed, progress=_Progress(sys.stderr if args.json else sys.stdout))
     code = _emit(report, args.json)
     if not args.json:
+        state = demo.state()
+        where = "" if args.dir is None else f" --dir {args.dir}"
         print()
+        if state is not None:
+            print(f"postgresql 16 on 127.0.0.1:{state.pg_port} (certificate for {state.tls_name}); jump host (sshd)")
+            print(f"on 127.0.0.1:{state.sshd_port}, forwarding only to the database; state in {demo.root}")
         print("connect with psql (the tunnel stays open until Ctrl-C):")
-        print("  .venv/bin/python -m infra tunnel --local")
+        print(f"  .venv/bin/python -m infra tunnel --local{where}")
         print("  then run the psql line it prints (passwords come from the 0600 pgpass file)")
-        print("stop everything: .venv/bin/python -m infra local down   (or: make demo-down)")
+        print(f"stop everything: .venv/bin/python -m infra local down{where}   (or: make demo-down)")
     return code
 
 
