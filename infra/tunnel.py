@@ -389,8 +389,11 @@ class IapTunnel(_ProcessTunnel):
         self.keepalive_seconds = keepalive_seconds
 
     def argv(self) -> list[str]:
-        # gcloud manages the host key (StrictHostKeyChecking against its own known-hosts file
-        # keyed by instance id) and the OS Login key; everything after "--" goes to OpenSSH.
+        # gcloud manages the OS Login key and the host key: its own known-hosts file, keyed by
+        # instance id, filled from the instance's guest attributes. gcloud puts its own
+        # "-o StrictHostKeyChecking=no" (first connection) before our "--" options and ssh keeps
+        # the first value, so strictness is asked of gcloud itself. Everything after "--" goes
+        # to OpenSSH.
         return [
             "gcloud",
             "compute",
@@ -399,6 +402,7 @@ class IapTunnel(_ProcessTunnel):
             "--tunnel-through-iap",
             f"--zone={self.zone}",
             f"--project={self.project}",
+            "--strict-host-key-checking=yes",
             "--quiet",  # no interactive prompts (key generation is non-interactive)
             "--",
             *_ssh_forward_options(self.local_port, self.remote_host, self.remote_port, self.keepalive_seconds),

@@ -89,6 +89,7 @@ def test_iap_argv_forwards_through_iap_to_the_private_address() -> None:
     assert "--tunnel-through-iap" in argv
     assert "--zone=europe-west1-b" in argv
     assert "--project=acme-data-123" in argv
+    assert "--strict-host-key-checking=yes" in argv  # gcloud's own -o would win over ours
     ssh_part = argv[argv.index("--") + 1 :]
     assert ssh_part[:3] == ["-N", "-L", "127.0.0.1:6000:10.20.0.3:5432"]
     assert "ExitOnForwardFailure=yes" in ssh_part
