@@ -8,7 +8,8 @@ is generated and written to a ``known_hosts`` file so the client runs with
 Who logs in: sshd can only switch to another user when it runs as root. So the login user is
 always the user running this code: as root, sshd runs as root and admits root by key only
 (``PermitRootLogin prohibit-password``); as a normal user, sshd runs unprivileged and admits
-only that user (the one thing an unprivileged sshd can do).
+only that user (the one thing an unprivileged sshd can do). sshd refuses an account it sees as
+locked (e.g. ``nobody``), so the unprivileged user must be an ordinary account.
 """
 
 from __future__ import annotations
