@@ -269,8 +269,7 @@ def render(runs: list[Run], n: int, delay_ms: float, tls: bool, cmd: str) -> str
         "- This runner: 3 round trips to connect (SCRAM), 1 to take the advisory lock, create and read the "
         "ledger, 1 per migration (`BEGIN; RESET ALL; SET LOCAL <timeouts>; <file>; INSERT <ledger row>; "
         "COMMIT;` as one simple-query message), 1 for the closing Terminate.",
-        "- yoyo-migrations opens a connection per migration (its lock table); Alembic and dbmate keep one "
-        "(dbmate opens a second to check the database).",
+        "- The connections column is what the proxy saw: every connection pays the connect round trips again.",
         "- Loopback wall times are CPU-bound, include interpreter start-up (about 0.6 s for `python -m infra`, "
         "which imports every CLI module; a few ms for dbmate's Go binary) and were taken on a shared 2-core "
         "machine: differences of a second or two between tools there are noise. With latency, round trips "
