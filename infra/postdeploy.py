@@ -465,6 +465,22 @@ def environment_of(stack: str, outputs_file: Path | None = None) -> Environment:
 
 # -- inside `pulumi up` -------------------------------------------------------------------------
 
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def _project_python(project_dir: Path) -> str:
+    """The running interpreter, relative to the project when it is the project's virtualenv.
+
+    ``pulumi up`` runs the program with the project's virtualenv; naming it relatively
+    (``.venv/bin/python``) keeps the command's input the same on every machine, so a second
+    preview elsewhere shows no diff. An interpreter outside the project is named absolutely.
+    """
+    try:
+        venv = Path(sys.prefix).resolve().relative_to(project_dir.resolve())
+    except ValueError:
+        return sys.executable
+    return str(venv / "bin" / "python")
+
 
 def migration_command(
     stack_name: str,
@@ -472,7 +488,7 @@ def migration_command(
     outputs: pulumi.Input[Mapping[str, Any]],
     depends_on: Sequence[pulumi.Resource],
     *,
-    python: str = sys.executable,
+    python: str | None = None,
 ) -> pulumi_command.local.Command:
     """A ``local.Command`` that runs ``python -m infra migrate --stack <name>`` during ``pulumi up``.
 
@@ -486,14 +502,17 @@ def migration_command(
     import pulumi
     import pulumi_command
 
-    create = " ".join(shlex.quote(part) for part in (python, "-m", "infra", "migrate", "--stack", stack_name, "--json"))
+    interpreter = python or _project_python(PROJECT_DIR)
+    argv = (interpreter, "-m", "infra", "migrate", "--stack", stack_name, "--json")
+    create = " ".join(shlex.quote(part) for part in argv)
     return pulumi_command.local.Command(
         "post-deploy-migrations",
         create=create,
         # a changed trigger replaces the resource, i.e. reruns `create`; update is the same command
         update=create,
         triggers=sorted(manifest),
-        dir=str(Path(__file__).resolve().parents[1]),
+        # no `dir`: the command runs in the project directory, where pulumi runs; an absolute
+        # path here would differ between machines and show a diff on every other checkout
         environment={OUTPUTS_ENV: pulumi.Output.json_dumps(outputs)},
         logging=pulumi_command.local.Logging.NONE,
         opts=pulumi.ResourceOptions(
