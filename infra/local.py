@@ -33,8 +33,9 @@ import psycopg
 from psycopg import sql
 
 from infra.enums import Environment
-from infra.jumphost import JumpHost, stop_pid_file
-from infra.localpg import LocalPostgres
+from infra.errors import InfraError, ToolMissing
+from infra.jumphost import JumpHost, find_sshd, stop_pid_file
+from infra.localpg import LocalPostgres, pg_bin
 from infra.postdeploy import (
     ConnParams,
     PostDeployOptions,
@@ -143,8 +144,30 @@ class LocalDemo:
 
     # -- commands ------------------------------------------------------------------------------
 
+    @staticmethod
+    def preflight() -> None:
+        """Everything ``up`` needs, checked before anything starts; one error listing what is missing."""
+        problems: list[str] = []
+        try:
+            find_sshd()
+        except ToolMissing as exc:
+            problems.append(str(exc))
+        for tool, package in (("ssh", "openssh-client"), ("ssh-keygen", "openssh-client")):
+            if shutil.which(tool) is None:
+                problems.append(f"{tool!r} not found; install it (apt-get install {package})")
+        try:
+            pg_bin("postgres")
+            pg_bin("initdb")
+        except InfraError as exc:
+            problems.append(str(exc))
+        if os.geteuid() == 0 and shutil.which("useradd") is None:
+            problems.append("as root, postgres runs as an unprivileged user created with 'useradd' (not found)")
+        if problems:
+            raise ToolMissing("the local demo cannot start: " + "; ".join(problems))
+
     def up(self, *, seed: bool = True, seed_step: SeedStep | None = None, **run: Any) -> PostDeployReport:
         """Start or reuse the parts, then run the post-deploy path through the jump host."""
+        self.preflight()
         # not 0700: as root, postgres runs as an unprivileged user that must traverse this directory;
         # the secrets are 0600 files and the jump host's keys sit in their own 0700 directory
         self.root.mkdir(parents=True, exist_ok=True)

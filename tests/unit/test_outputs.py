@@ -15,7 +15,7 @@ import pytest
 
 from infra.enums import BastionMode, Cloud, Environment
 from infra.errors import AutomationError, ContractError
-from infra.outputs import cli_reader, load_outputs_file, parse_document, read_outputs
+from infra.outputs import automation_reader, cli_reader, load_outputs_file, parse_document, read_outputs
 from infra.postdeploy import OUTPUTS_ENV, load_stack_outputs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "outputs"
@@ -134,3 +134,41 @@ def test_outputs_from_the_environment_inside_pulumi_up(monkeypatch: pytest.Monke
     # inside `pulumi up` the command gets the outputs as JSON in $INFRA_STACK_OUTPUTS
     monkeypatch.setenv(OUTPUTS_ENV, (FIXTURES / "gcp-dev.json").read_text())
     assert load_stack_outputs("gcp-dev").cloud is Cloud.GCP
+
+
+class _FakeStack:
+    def __init__(self, doc: Mapping[str, object]) -> None:
+        self.doc = doc
+
+    def outputs(self) -> dict[str, object]:
+        from pulumi import automation as auto
+
+        # what the Automation API returns: OutputValue(value, secret) per output, secrets in clear
+        return {k: auto.OutputValue(value=v, secret=k == "db_admin_secret") for k, v in self.doc.items()}
+
+
+def test_automation_reader_selects_the_stack_in_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulumi import automation as auto
+
+    doc = json.loads((FIXTURES / "aws-dev.json").read_text())
+    calls: list[tuple[str, str | None]] = []
+
+    def select_stack(stack_name: str, work_dir: str | None = None, **kwargs: object) -> _FakeStack:
+        calls.append((stack_name, work_dir))
+        return _FakeStack(doc)
+
+    monkeypatch.setattr(auto, "select_stack", select_stack)
+    outputs = read_outputs("dev", tmp_path, readers=(automation_reader,))
+    assert calls == [("dev", str(tmp_path))]
+    assert outputs.db_admin_secret == doc["db_admin_secret"]
+
+
+def test_automation_reader_missing_stack_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulumi import automation as auto
+
+    def select_stack(stack_name: str, **kwargs: object) -> _FakeStack:
+        raise auto.errors.StackNotFoundError(auto.CommandResult(stdout="", stderr="no stack named 'qa'", code=255))
+
+    monkeypatch.setattr(auto, "select_stack", select_stack)
+    with pytest.raises(AutomationError, match=r"stack 'qa' not found; check `pulumi stack ls`"):
+        read_outputs("qa", tmp_path, readers=(automation_reader,))
