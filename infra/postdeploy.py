@@ -17,6 +17,7 @@ migration with its ledger row, so a rerun continues where the lost run stopped.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shlex
@@ -355,7 +356,7 @@ def ca_file_for(
     if outputs.cloud is Cloud.GCP:
         data = outputs.db_ca.encode()
         _check_pem(data, "stack output 'db_ca'")
-        path = cache_dir / f"cloudsql-{abs(hash(outputs.db_ca)) & 0xFFFFFFFF:08x}.pem"
+        path = cache_dir / f"cloudsql-{hashlib.sha256(data).hexdigest()[:16]}.pem"  # one file per CA
         path.write_bytes(data)
         return path
     region = outputs.bastion.region

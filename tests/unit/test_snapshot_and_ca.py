@@ -112,6 +112,8 @@ def test_gcp_backup_argv() -> None:
 def test_gcp_ca_comes_from_the_db_ca_output(tmp_path: Path) -> None:
     path = ca_file_for(GCP, cache_dir=tmp_path)
     assert path.read_text() == GCP.db_ca
+    assert ca_file_for(GCP, cache_dir=tmp_path) == path  # stable name: no new file per run
+    assert len(list(tmp_path.iterdir())) == 1
 
 
 def test_gcp_db_ca_that_is_not_pem_is_refused(tmp_path: Path) -> None:
