@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import select
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -110,3 +114,41 @@ def test_missing_ssh_says_how_to_install(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolMissing, match="'ssh' not found on PATH; install the OpenSSH client"):
         SshTunnel(jump_host.ssh_options(), "127.0.0.1", pg_cluster.port).open()
+
+
+_HOLDER = """
+import dataclasses, json, sys, time
+from pathlib import Path
+from infra.tunnel import SshOptions, SshTunnel
+raw = json.loads(sys.argv[1])
+for key in ("identity_file", "known_hosts"):
+    raw[key] = Path(raw[key])
+tunnel = SshTunnel(SshOptions(**raw), "127.0.0.1", int(sys.argv[2]))
+tunnel.open()
+print(tunnel.pid, flush=True)
+sys.stdin.read()  # hold the tunnel until killed
+"""
+
+
+def test_the_tunnel_dies_with_a_killed_parent(pg_cluster: LocalPostgres, jump_host: JumpHost) -> None:
+    """Even SIGKILL of the process that opened it (no finally runs) ends the ssh child (PR_SET_PDEATHSIG)."""
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(jump_host.ssh_options()).items()}
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, json.dumps(options), str(pg_cluster.port)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdout is not None
+        ssh_pid = int(holder.stdout.readline())
+        pidfd = os.pidfd_open(ssh_pid)
+        try:
+            holder.kill()
+            holder.wait()
+            gone, _, _ = select.select([pidfd], [], [], 10)  # readable once the ssh process has exited
+            if not gone:
+                os.kill(ssh_pid, signal.SIGKILL)  # do not leave the orphan behind
+            assert gone, "the ssh tunnel outlived its parent"
+        finally:
+            os.close(pidfd)
