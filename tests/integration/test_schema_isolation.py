@@ -98,6 +98,12 @@ def test_readwrite_sees_only_its_tenant_and_nothing_without_one(rw: psycopg.Conn
     for table in TENANT_TABLES:
         assert _count(rw, table, world.tenant_a) == 1, table
         assert _count(rw, table, None) == 0, table
+    with rw.transaction():
+        use_tenant(rw, world.tenant_a)
+        assert rw.execute("SELECT id FROM app.users WHERE id = %s", (world.user_b,)).fetchall() == []
+        assert rw.execute("SELECT id FROM app.virtual_wallets WHERE id = %s", (world.wallet_b,)).fetchall() == []
+        visible = rw.execute("SELECT DISTINCT tenant_id::text FROM app.coin_transactions").fetchall()
+        assert visible == [(world.tenant_a,)]
     # the per-request check the post-deploy step runs: insert and read back inside one tenant
     with rw.transaction():
         use_tenant(rw, world.tenant_a)
