@@ -3,6 +3,7 @@ roll back to zero, and forward again; objects belong to app_owner, never to the 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import psycopg
@@ -10,6 +11,7 @@ import pytest
 from psycopg import sql
 
 from infra.migrations import commands
+from infra.migrations.runner import RunOptions
 from tests.fixtures.pg import PgDatabase
 from tests.fixtures.schema import GROUP_ROLES, migration_files, target_for
 
@@ -67,6 +69,10 @@ def test_up_down_up_as_the_non_superuser_admin(pg_db: PgDatabase) -> None:
             """
         ).fetchall()
         assert owners == [("app_owner",)]
+        # each file ends with RESET ROLE: the runner's ledger row is written as the runner
+        assert conn.execute("SELECT DISTINCT db_user FROM migrations_ledger.applied").fetchall() == [
+            (pg_db.admin_user,)
+        ]
 
     commands.rollback(target, to=0)
     with pg_db.connect_admin(autocommit=True) as conn:
@@ -124,3 +130,13 @@ def test_a_runner_that_cannot_act_as_app_owner_gets_a_fix(schema_db: PgDatabase,
         with pg_db.connect_superuser(autocommit=True) as su:
             su.execute("DROP SCHEMA other")
             su.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_all_files_in_one_transaction(pg_db: PgDatabase) -> None:
+    """``migrate --single-transaction``: each file's SET LOCAL ROLE / RESET ROLE pair keeps the
+    ledger rows written as the runner, and a failure would leave nothing behind."""
+    target = dataclasses.replace(target_for(pg_db), options=RunOptions(single_transaction=True))
+    assert len(commands.migrate(target).applied) == len(migration_files())
+    with pg_db.connect_admin() as conn:
+        rows = conn.execute("SELECT DISTINCT db_user, transaction_mode FROM migrations_ledger.applied").fetchall()
+        assert rows == [(pg_db.admin_user, "single-transaction")]
