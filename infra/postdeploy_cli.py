@@ -115,7 +115,8 @@ def format_report(report: object) -> str:
         f"post-deploy {report.stack} ({report.platform}, {report.environment.value}) through the {report.tunnel} tunnel"
     ]
     if report.bootstrap:
-        lines.append(f"  bootstrap:  {len(report.bootstrap)} change(s): {'; '.join(report.bootstrap)}")
+        lines.append(f"  bootstrap:  {len(report.bootstrap)} change(s)")
+        lines += [f"    {action}" for action in report.bootstrap]
     else:
         lines.append("  bootstrap:  roles in place, nothing changed")
     lines.append(f"  snapshot:   {report.snapshot or 'none'}")
