@@ -109,6 +109,8 @@ def _which(tool: str) -> str:
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     # Linux: the forwarder gets SIGTERM when we die, even by SIGKILL, so no tunnel outlives us.
+    # (The signal follows the *thread* that started the child: open tunnels from a thread that
+    # lives as long as the tunnel, as the CLI does from its main thread.)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
@@ -418,7 +420,7 @@ def tunnel_for(
     ssh_config: Path | None = None,
     aws_profile: str | None = None,
     remote_host: str | None = None,
-) -> _ProcessTunnel:
+) -> Tunnel:
     """The tunnel kind the stack's ``bastion.mode`` asks for, forwarding to the database endpoint.
 
     ``remote_host`` overrides where the bastion forwards to (default: ``db_host``, which the
