@@ -56,6 +56,12 @@ _log = logging.getLogger(__name__)
 
 LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired
 _S = sql.Identifier(LEDGER_SCHEMA)
+# Each migration starts from the connection's defaults: a `SET search_path` or `SET ROLE` in one
+# file does not leak into the next (RESET ALL leaves the role alone, hence RESET ROLE).
+_CLEAN = sql.SQL("RESET ALL;\nRESET ROLE;\n")
+# The ledger is written as the login role even when the migration switched role: SET LOCAL
+# ROLE NONE lasts to the end of the transaction, so a no-transaction file keeps its own role.
+_AS_RUNNER = sql.SQL("SET LOCAL ROLE NONE;\n")
 
 
 def new_run_id() -> str:
@@ -403,8 +409,8 @@ class Runner:
         ``stamp_catalog`` (the last migration of a run) also records the catalog snapshot that
         ``drift`` compares against, in the same transaction and the same message.
         """
-        head = [sql.SQL("BEGIN;\nRESET ALL;\n"), *self._timeouts(mig, local=True)]
-        tail = [self._ledger_insert(mig, "transaction")]
+        head = [sql.SQL("BEGIN;\n"), _CLEAN, *self._timeouts(mig, local=True)]
+        tail = [_AS_RUNNER, self._ledger_insert(mig, "transaction")]
         if stamp_catalog:
             tail.append(sql.SQL("{};\n").format(catalog.stamp_sql()))
         tail.append(sql.SQL("COMMIT;\n"))
@@ -448,8 +454,8 @@ class Runner:
             try:
                 for i, mig in enumerate(migrations):
                     head: list[sql.Composable] = [sql.SQL("BEGIN;\n")] if i == 0 else []
-                    head += [sql.SQL("RESET ALL;\n"), *self._timeouts(mig, local=True)]
-                    tail = [self._ledger_insert(mig, "single-transaction")]
+                    head += [_CLEAN, *self._timeouts(mig, local=True)]
+                    tail = [_AS_RUNNER, self._ledger_insert(mig, "single-transaction")]
                     if i == len(migrations) - 1:
                         # the catalog snapshot drift compares against, committed with the run
                         tail += [sql.SQL("{};\n").format(catalog.stamp_sql()), sql.SQL("COMMIT;\n")]
@@ -482,7 +488,7 @@ class Runner:
         action = "resume" if row else "apply"
         self.progress.started(mig, action)
         started = time.perf_counter()
-        setup = [sql.SQL("RESET ALL;\n"), *self._timeouts(mig, local=False)]
+        setup = [_CLEAN, *self._timeouts(mig, local=False)]
         if row is None:
             setup.append(
                 sql.SQL(
@@ -531,9 +537,10 @@ class Runner:
             ms = (time.perf_counter() - started) * 1000
             self.conn.execute(
                 sql.SQL(
-                    "UPDATE {s}.applied SET statements_applied = {i}, "
-                    "statement_hashes = statement_hashes || {h}::text{fin} WHERE version = {v};{reset}"
+                    "BEGIN;\n{as_runner}UPDATE {s}.applied SET statements_applied = {i}, "
+                    "statement_hashes = statement_hashes || {h}::text{fin} WHERE version = {v};\nCOMMIT;\n{reset}"
                 ).format(
+                    as_runner=_AS_RUNNER,
                     s=_S,
                     i=sql.Literal(index + 1),
                     h=sql.Literal(stmt.sha256),
@@ -544,14 +551,15 @@ class Runner:
                     if last
                     else sql.SQL(""),
                     v=sql.Literal(mig.version),
-                    reset=sql.SQL("\nRESET ALL;") if last else sql.SQL(""),
+                    reset=_CLEAN if last else sql.SQL(""),
                 )
             )
         if done >= total:  # everything ran before the interruption; only the status was left
             self.conn.execute(
                 sql.SQL(
-                    "UPDATE {s}.applied SET status = 'applied', checksum = {c} WHERE version = {v}; RESET ALL;"
-                ).format(s=_S, c=sql.Literal(mig.checksum), v=sql.Literal(mig.version))
+                    "BEGIN;\n{r}UPDATE {s}.applied SET status = 'applied', checksum = {c} WHERE version = {v};\n"
+                    "COMMIT;\n{clean}"
+                ).format(r=_AS_RUNNER, s=_S, c=sql.Literal(mig.checksum), v=sql.Literal(mig.version), clean=_CLEAN)
             )
         ms = (time.perf_counter() - started) * 1000
         self.progress.finished(mig, action, ms)
@@ -563,8 +571,15 @@ class Runner:
         try:
             self.conn.execute(
                 sql.SQL(
-                    "UPDATE {s}.applied SET status = 'failed', last_error = {e} WHERE version = {v}; RESET ALL;"
-                ).format(s=_S, e=sql.Literal(_one_line(exc)[:500]), v=sql.Literal(mig.version))
+                    "BEGIN;\n{r}UPDATE {s}.applied SET status = 'failed', last_error = {e} WHERE version = {v};\n"
+                    "COMMIT;\n{clean}"
+                ).format(
+                    r=_AS_RUNNER,
+                    s=_S,
+                    e=sql.Literal(_one_line(exc)[:500]),
+                    v=sql.Literal(mig.version),
+                    clean=_CLEAN,
+                )
             )
         except psycopg.Error:
             _log.warning("could not record the failure of %s in the ledger", mig.filename)
@@ -610,22 +625,23 @@ class Runner:
     def rollback(self, mig: Migration, row: AppliedMigration, reason: str) -> StepResult:
         """Run the down section and delete the ledger row (in one transaction unless no-transaction)."""
         forget = [
+            _AS_RUNNER,
             sql.SQL("DELETE FROM {s}.applied WHERE version = {v};\n").format(s=_S, v=sql.Literal(mig.version)),
             self._event("rollback", row, reason),
         ]
         if not mig.directives.no_transaction:
-            head = [sql.SQL("BEGIN;\nRESET ALL;\n"), *self._timeouts(mig, local=True)]
+            head = [sql.SQL("BEGIN;\n"), _CLEAN, *self._timeouts(mig, local=True)]
             message, offsets = self._compose(mig, head, mig.down, [*forget, sql.SQL("COMMIT;\n")])
             return self._run_with_retries(mig, "rollback", message, offsets)
         self.progress.started(mig, "rollback")
         started = time.perf_counter()
-        self.conn.execute(sql.Composed([sql.SQL("RESET ALL;\n"), *self._timeouts(mig, local=False)]))
+        self.conn.execute(sql.Composed([_CLEAN, *self._timeouts(mig, local=False)]))
         for stmt in mig.down:
             try:
                 self.conn.execute(stmt.text.encode())
             except psycopg.Error as exc:
                 raise self._failure(mig, exc, [(0, stmt)], 1, section="down") from exc
-        self.conn.execute(sql.Composed([*forget, sql.SQL("RESET ALL;")]))
+        self.conn.execute(sql.Composed([sql.SQL("BEGIN;\n"), *forget, sql.SQL("COMMIT;\n"), _CLEAN]))
         ms = (time.perf_counter() - started) * 1000
         self.progress.finished(mig, "rollback", ms)
         return StepResult(mig.version, mig.name, "rollback", ms, 1, len(mig.down))

@@ -378,3 +378,45 @@ def test_parse_error_names_file_and_line(mig_dir: MigrationsDir, target: Target)
 
 def test_migrations_dir_absent_lints_and_plans_nothing(tmp_path: Path) -> None:
     assert commands.lint(tmp_path / "absent").files == ()
+
+
+def test_a_role_switch_in_one_file_neither_blocks_the_ledger_nor_leaks_into_the_next(
+    pg_db: PgDatabase, mig_dir: MigrationsDir, target: Target
+) -> None:
+    role = f"mig_role_{pg_db.name}"
+    mig_dir.write(
+        1,
+        "role",
+        f"CREATE ROLE {role} NOLOGIN;\nGRANT {role} TO CURRENT_USER;\nGRANT CREATE ON SCHEMA public TO {role};",
+    )
+    # a session-level SET ROLE (not LOCAL) to a role that may not touch the ledger
+    mig_dir.write(
+        2, "as_role", f"SET ROLE {role};\nSET search_path = pg_catalog;\nCREATE TABLE public.owned_by_role (id bigint);"
+    )
+    mig_dir.write(3, "as_login", "CREATE TABLE owned_by_login (id bigint);")
+    mig_dir.write(
+        4,
+        "no_tx_as_role",
+        f"SET ROLE {role};\nCREATE TABLE public.no_tx_by_role (id bigint);",
+        head="-- migrate:no-transaction\n",
+    )
+    mig_dir.write(5, "after_no_tx", "CREATE TABLE after_no_tx (id bigint);")
+    try:
+        commands.migrate(target)
+        owners = dict(
+            query(
+                pg_db,
+                "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+            )
+        )
+        assert owners == {
+            "owned_by_role": role,
+            "owned_by_login": "admin",
+            "no_tx_by_role": role,
+            "after_no_tx": "admin",
+        }
+        assert [r[:2] for r in ledger_rows(pg_db)] == [(v, "applied") for v in range(1, 6)]
+    finally:
+        with pg_db.connect_superuser(autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}".encode())
+            conn.execute(f"DROP ROLE IF EXISTS {role}".encode())
