@@ -30,6 +30,13 @@ def world(admin: psycopg.Connection[Any]) -> World:
     return build_world(admin)
 
 
+@pytest.fixture(scope="module")
+def shared(shared_schema_db: PgDatabase) -> Iterator[tuple[psycopg.Connection[Any], World]]:
+    """The bad-row cases change nothing (each statement fails and rolls back): one database for all."""
+    with shared_schema_db.connect_admin(autocommit=True) as conn:
+        yield conn, build_world(conn)
+
+
 def _reject(conn: psycopg.Connection[Any], tenant: str, statement: str, params: tuple[object, ...]) -> psycopg.Error:
     """The error ``statement`` fails with inside ``tenant`` (its transaction is rolled back)."""
     try:
@@ -248,14 +255,14 @@ BAD_ROWS: list[tuple[str, str, str, tuple[str, ...], type[psycopg.Error], str]] 
     [pytest.param(*case[1:], id=case[0]) for case in BAD_ROWS],
 )
 def test_constraint_rejects_bad_row(
-    admin: psycopg.Connection[Any],
-    world: World,
+    shared: tuple[psycopg.Connection[Any], World],
     tenant: str,
     statement: str,
     params: tuple[str, ...],
     error: type[psycopg.Error],
     constraint: str,
 ) -> None:
+    admin, world = shared
     rejected = _reject(admin, getattr(world, tenant), statement, tuple(getattr(world, p) for p in params))
     assert isinstance(rejected, error), rejected
     assert rejected.diag.constraint_name == constraint, rejected
