@@ -243,6 +243,17 @@ def _step(name: str, tunnel: Tunnel) -> Iterator[None]:
         raise
 
 
+def _reopen_if_lost(tunnel: Tunnel, route: Route) -> Route:
+    """The route through ``tunnel``, reopened if the tunnel ended while we waited."""
+    try:
+        tunnel.check()
+    except TunnelError as exc:
+        _log.warning("%s; reopening it", exc)
+        tunnel.close()
+        tunnel.open()
+    return Route(route.tls_name, tunnel.local_port, route.dbname, route.ca_file)
+
+
 def _can_login(route: Route) -> Callable[[str, str], bool]:
     def probe(user: str, password: str) -> bool:
         try:
@@ -298,6 +309,9 @@ def run_postdeploy(
                 if snapshotter is None:
                     raise InfraError("production needs a pre-migration snapshot; configure one or pass --skip-snapshot")
                 snapshot = snapshotter.create(f"pre-migrate-{stack}")
+                # a snapshot can outlast an idle session (SSM closes idle sessions after 20 minutes)
+                route = _reopen_if_lost(tunnel, route)
+                migrator = route.params(credentials.user("migrator"))
             with _step("migrate", tunnel):
                 applied = tuple(migrate(migrator))
             still_pending = ()

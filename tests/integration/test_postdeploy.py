@@ -319,3 +319,27 @@ def test_migrate_and_status_with_stack_through_the_cli(
     out = capsys.readouterr()
     for cred in creds.users.values():
         assert cred.password not in out.out + out.err
+
+
+def test_a_tunnel_lost_during_a_long_snapshot_is_reopened(stack: Stack, dbname: str) -> None:
+    tunnel = SshTunnel(stack.jump.ssh_options(), "127.0.0.1", stack.cluster.port)
+
+    class IdleTimeoutSnapshots:
+        def create(self, label: str) -> str:
+            # what an SSM idle timeout does to the session while RDS takes the snapshot
+            assert tunnel.pid is not None
+            os.kill(tunnel.pid, signal.SIGKILL)
+            with pytest.raises(TunnelError):
+                tunnel.wait()
+            return f"{label}-snap"
+
+    report = run_postdeploy(
+        Target("itest", "local", Environment.PRODUCTION, TLS_NAME, dbname),
+        credentials=_credentials(stack),
+        tunnel=tunnel,
+        ca_file=stack.cluster.tls.ca_cert,
+        snapshotter=IdleTimeoutSnapshots(),
+    )
+    assert report.snapshot == "pre-migrate-itest-snap"
+    assert list(report.migrations_applied) == MIGRATIONS
+    assert report.verification.ok
