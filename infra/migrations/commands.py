@@ -177,6 +177,16 @@ def _runner(target: Target, progress: Progress | None) -> Iterator[Runner]:
         conn.close()
 
 
+def _load(target: Target) -> tuple[Migration, ...]:
+    """The target's migrations; a missing directory is an error here (an empty one is not):
+    against a database, a wrong --migrations-dir would otherwise read as "every file deleted"."""
+    if not target.migrations_dir.is_dir():
+        raise MigrationError(
+            f"migrations directory {str(target.migrations_dir)!r} does not exist; fix: --migrations-dir"
+        )
+    return source.load(target.migrations_dir)
+
+
 def _is_production(target: Target, stamped: str | None) -> bool:
     return target.environment == Environment.PRODUCTION or stamped == Environment.PRODUCTION.value
 
@@ -211,7 +221,7 @@ def migrate(
     progress: Progress | None = None,
 ) -> MigrateResult:
     """Apply pending migrations (up to version ``to``). ``dry_run`` takes no lock, writes nothing."""
-    migrations = source.load(target.migrations_dir)
+    migrations = _load(target)
     if to is not None and to not in {m.version for m in migrations}:
         raise MigrationError(f"--target {to}: no migration file has that version")
     with _runner(target, progress) as runner:
@@ -267,7 +277,7 @@ def _apply(runner: Runner, validation: Validation, todo: Sequence[Migration], op
 
 def status(target: Target) -> StatusResult:
     """What is applied, what is pending, and any disagreement (never raises for those)."""
-    migrations = source.load(target.migrations_dir)
+    migrations = _load(target)
     with _runner(target, None) as runner:
         rows, stamped = ledger.read_ledger(runner.conn)
     validation = check(migrations, rows)
@@ -281,7 +291,7 @@ def status(target: Target) -> StatusResult:
 
 def validate(target: Target) -> ValidateResult:
     """Files parse and agree with the ledger. Raises ``ValidationError`` naming each file and fix."""
-    migrations = source.load(target.migrations_dir)
+    migrations = _load(target)
     with _runner(target, None) as runner:
         rows, _ = ledger.read_ledger(runner.conn)
     validation = check(migrations, rows, retry_failed=target.options.retry_failed)
@@ -291,7 +301,7 @@ def validate(target: Target) -> ValidateResult:
 
 def plan(target: Target, *, to: int | None = None) -> PlanResult:
     """The pending migrations: SQL, directives, lock modes and lint findings. Writes nothing."""
-    migrations = source.load(target.migrations_dir)
+    migrations = _load(target)
     with _runner(target, None) as runner:
         rows, stamped = ledger.read_ledger(runner.conn)
     validation = check(migrations, rows, retry_failed=target.options.retry_failed)
@@ -335,7 +345,7 @@ def rollback(
     Refuses, before any SQL, when one of them has no down section, or on production without
     ``confirm`` equal to the stack name (the database name when no stack is given).
     """
-    migrations = {m.version: m for m in source.load(target.migrations_dir)}
+    migrations = {m.version: m for m in _load(target)}
     with _runner(target, progress) as runner:
         rows, stamped = runner.acquire()
         undo = sorted((r for r in rows if r.version > to), key=lambda r: r.version, reverse=True)
@@ -367,7 +377,7 @@ def baseline(target: Target, *, version: int, reason: str = "", progress: Progre
 
     Refuses when the ledger already has rows.
     """
-    migrations = [m for m in source.load(target.migrations_dir) if m.version <= version]
+    migrations = [m for m in _load(target) if m.version <= version]
     if not any(m.version == version for m in migrations):
         raise MigrationError(f"baseline --version {version}: no migration file has that version")
     with _runner(target, progress) as runner:
@@ -407,7 +417,7 @@ def repair(target: Target, *, version: int, reason: str, forget: bool = False) -
     """
     if not reason.strip():
         raise SafetyError("repair needs --reason: it is recorded in the audit log with who and when")
-    migrations = {m.version: m for m in source.load(target.migrations_dir)}
+    migrations = {m.version: m for m in _load(target)}
     with _runner(target, None) as runner:
         rows, _ = runner.acquire()
         row = next((r for r in rows if r.version == version), None)
@@ -488,7 +498,7 @@ def lint(migrations_dir: Path, *, versions: Sequence[int] | None = None) -> Lint
 
 def pending_versions(target: Target) -> tuple[int, ...]:
     """Versions not yet applied (for ``lint --pending``)."""
-    migrations = source.load(target.migrations_dir)
+    migrations = _load(target)
     with _runner(target, None) as runner:
         rows, _ = ledger.read_ledger(runner.conn)
     return tuple(m.version for m in check(migrations, rows).todo())

@@ -420,3 +420,11 @@ def test_a_role_switch_in_one_file_neither_blocks_the_ledger_nor_leaks_into_the_
         with pg_db.connect_superuser(autocommit=True) as conn:
             conn.execute(f"DROP OWNED BY {role}".encode())
             conn.execute(f"DROP ROLE IF EXISTS {role}".encode())
+
+
+def test_a_missing_migrations_dir_is_refused_before_connecting(tmp_path: Path, target: Target) -> None:
+    absent = Target(target.connection, tmp_path / "nope", options=target.options)
+    with pytest.raises(MigrationError, match=r"migrations directory '.*nope' does not exist"):
+        commands.migrate(absent)
+    with pytest.raises(MigrationError, match="does not exist"):
+        commands.status(absent)
