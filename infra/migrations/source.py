@@ -69,6 +69,9 @@ _TX_CONTROL = re.compile(
 )
 
 
+_COPY_STDIN = re.compile(r"^copy\b.*\bfrom\s+stdin\b", re.IGNORECASE | re.DOTALL)
+
+
 def normalize(raw: bytes) -> bytes:
     """The bytes a checksum is taken of: no BOM, LF line endings."""
     if raw.startswith(b"\xef\xbb\xbf"):
@@ -385,6 +388,12 @@ def parse(path: Path, raw: bytes | None = None) -> Migration:
                 stmt.line,
                 "transaction control in a migration; the runner owns transactions "
                 "(one per file, or autocommit with '-- migrate:no-transaction'): remove it",
+            )
+        if head.startswith("\\") or _COPY_STDIN.match(head):
+            raise fail(
+                stmt.line,
+                "psql meta-commands and COPY FROM STDIN are not plain SQL; the runner sends the file "
+                "to the server as is: use INSERT or COPY from a server-side file",
             )
         if not no_tx and _needs_autocommit(head):
             raise fail(

@@ -82,6 +82,8 @@ def test_checksum_ignores_bom_and_line_endings_only(tmp_path: Path) -> None:
             r"0001_x\.sql:2: this statement cannot run inside a transaction; add '-- migrate:no-transaction'",
         ),
         ("-- migrate:up\nVACUUM t;\n", r"0001_x\.sql:2: this statement cannot run inside a transaction"),
+        ("-- migrate:up\nSELECT 1;\n\\i other.sql\n", r"0001_x\.sql:3: psql meta-commands"),
+        ("-- migrate:up\nCOPY t (a) FROM stdin;\n", r"0001_x\.sql:2: psql meta-commands and COPY FROM STDIN"),
     ],
 )
 def test_parse_errors_name_file_and_line(tmp_path: Path, text: str, error: str) -> None:
