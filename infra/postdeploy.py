@@ -416,6 +416,14 @@ class StackContext:
     snapshotter: Snapshotter | None
 
 
+def configured_ca(ca_file: Path | None) -> Path | None:
+    """``--ca-file``, else ``$RDS_CA_BUNDLE``, else None (the default bundle for the cloud)."""
+    if ca_file is not None:
+        return ca_file
+    env = os.environ.get("RDS_CA_BUNDLE")
+    return Path(env) if env else None
+
+
 def load_stack_outputs(stack: str, outputs_file: Path | None = None) -> StackOutputs:
     """Outputs from ``$INFRA_STACK_OUTPUTS`` (inside ``pulumi up``), a file, or the Pulumi CLI."""
     from infra.outputs import load_outputs_file, parse_document, read_outputs
@@ -450,13 +458,12 @@ def stack_context(
         ssh_config=ssh_config,
         aws_profile=aws_profile,
     )
-    configured = ca_file or (Path(os.environ["RDS_CA_BUNDLE"]) if os.environ.get("RDS_CA_BUNDLE") else None)
     return StackContext(
         stack=stack,
         outputs=outputs,
         credentials=credentials,
         tunnel=tunnel,
-        ca_file=ca_file_for(outputs, configured=configured),
+        ca_file=ca_file_for(outputs, configured=configured_ca(ca_file)),
         snapshotter=snapshotter_for(outputs, aws_profile=aws_profile),
     )
 

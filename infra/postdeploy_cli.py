@@ -244,14 +244,32 @@ def _tunnel(args: argparse.Namespace) -> int:
             _print_tunnel(local_params, demo.psql_hint(local_params))
             tunnel.wait()
         return EXIT_OK
-    ctx = _context(args)
-    with ctx.tunnel:
-        route = Route(ctx.outputs.db_host, ctx.tunnel.local_port, ctx.outputs.db_name, ctx.ca_file)
-        params: ConnParams = route.params(Credential(args.role, ""))
+    # no secret is read here: the tunnel carries TLS, the user brings the password to psql
+    from infra.postdeploy import ca_file_for, configured_ca, load_stack_outputs
+    from infra.tunnel import tunnel_for
+
+    outputs = load_stack_outputs(args.stack, args.outputs_file)
+    role = outputs.db_admin_user if args.role == "admin" else args.role
+    secret_id = outputs.db_admin_secret if args.role == "admin" else outputs.db_user_secrets.get(args.role)
+    if secret_id is None:
+        raise InfraError(f"no login {args.role!r} on stack {args.stack!r}; use admin, migrator, app or readonly")
+    stack_tunnel = tunnel_for(
+        outputs,
+        local_port=args.local_port,
+        ssh_identity=args.ssh_identity,
+        ssh_known_hosts=args.ssh_known_hosts,
+        ssh_config=args.ssh_config,
+        aws_profile=args.aws_profile,
+    )
+    ca_file = ca_file_for(outputs, configured=configured_ca(args.ca_file))
+    with stack_tunnel:
+        route = Route(outputs.db_host, stack_tunnel.local_port, outputs.db_name, ca_file)
+        params: ConnParams = route.params(Credential(role, ""))
         conninfo = " ".join(f"{k}={v}" for k, v in params.public().items())
-        hint = f'psql "{conninfo}"   # password: from the secret store, e.g. via PGPASSFILE'
-        _print_tunnel(params, hint)
-        ctx.tunnel.wait()
+        _print_tunnel(params, f'psql "{conninfo}"')
+        print(f"password: secret {secret_id} (give it to psql through PGPASSFILE or its prompt)")
+        sys.stdout.flush()
+        stack_tunnel.wait()
     return EXIT_OK
 
 

@@ -11,6 +11,8 @@ import json
 import os
 import secrets
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,12 +277,9 @@ def test_dry_run_lists_pending_and_applies_nothing(stack: Stack, dbname: str) ->
     assert report.migrations_applied == ()
 
 
-def test_migrate_and_status_with_stack_through_the_cli(
-    stack: Stack, dbname: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """``python -m infra migrate --stack`` and ``status --stack``: outputs file, secrets, ssh bastion."""
-    creds = _credentials(stack)
-    doc = {
+def _stack_files(stack: Stack, dbname: str, creds: Credentials, tmp_path: Path) -> tuple[dict[str, Any], Path, Path]:
+    """A recorded-style outputs document (ssh bastion) and an ssh_config reaching the test jump host."""
+    doc: dict[str, Any] = {
         "cloud": "aws",
         "environment": "dev",
         "db_host": "localhost",  # the jump host resolves it; the certificate carries it
@@ -301,6 +300,15 @@ def test_migrate_and_status_with_stack_through_the_cli(
         f"  IdentityFile {stack.jump.files.client_key}\n  IdentitiesOnly yes\n"
         f"  UserKnownHostsFile {stack.jump.files.known_hosts}\n"
     )
+    return doc, outputs, ssh_config
+
+
+def test_migrate_and_status_with_stack_through_the_cli(
+    stack: Stack, dbname: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m infra migrate --stack`` and ``status --stack``: outputs file, secrets, ssh bastion."""
+    creds = _credentials(stack)
+    doc, outputs, ssh_config = _stack_files(stack, dbname, creds, tmp_path)
     values = {doc["db_admin_secret"]: json.dumps({"username": ADMIN, "password": stack.admin_password})}
     values |= {doc["db_user_secrets"][r]: json.dumps({"password": c.password}) for r, c in creds.users.items()}  # type: ignore[index]
     monkeypatch.setattr("infra.postdeploy.resolver_for", lambda outputs, **kw: StaticSecrets(values))
@@ -343,3 +351,37 @@ def test_a_tunnel_lost_during_a_long_snapshot_is_reopened(stack: Stack, dbname: 
     assert report.snapshot == "pre-migrate-itest-snap"
     assert list(report.migrations_applied) == MIGRATIONS
     assert report.verification.ok
+
+
+def test_tunnel_stack_prints_parameters_that_work(stack: Stack, dbname: str, tmp_path: Path) -> None:
+    """``python -m infra tunnel --stack``: libpq parameters (no password) that psql can use; Ctrl-C closes."""
+    creds = _credentials(stack)
+    _run(stack, dbname, creds, migrate=lambda p: (), pending=lambda p: ())  # the logins exist
+    _, outputs, ssh_config = _stack_files(stack, dbname, creds, tmp_path)
+    argv = [sys.executable, "-m", "infra", "tunnel", "--stack", "itest", "--role", "readonly"]
+    argv += [
+        "--outputs-file",
+        str(outputs),
+        "--ssh-config",
+        str(ssh_config),
+        "--ca-file",
+        str(stack.cluster.tls.ca_cert),
+    ]
+    root = Path(__file__).resolve().parents[2]
+    with subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            lines: list[str] = []
+            for line in proc.stdout:
+                lines.append(line.rstrip("\n"))
+                if line.startswith("password:"):
+                    break
+            params = dict(ln.strip().split("=", 1) for ln in lines if ln.startswith("  ") and "=" in ln)
+            assert (params["host"], params["hostaddr"], params["sslmode"]) == ("localhost", "127.0.0.1", "verify-full")
+            assert lines[-1].startswith("password: secret arn:aws:secretsmanager:")
+            with psycopg.connect(**params, password=creds.user("readonly").password) as conn:
+                assert conn.execute("SELECT current_user").fetchone() == ("readonly",)
+            assert not any(c.password in "\n".join(lines) for c in creds.users.values())
+        finally:
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=10) == 130
