@@ -50,6 +50,16 @@ def _wait_for_query(db: PgDatabase, needle: str, proc: subprocess.Popen[str], ti
     raise AssertionError(f"no migrate session ran {needle!r} within {timeout}s")
 
 
+def _wait_for_exit(db: PgDatabase, pid: int, timeout: float = 15) -> None:
+    """Poll until the server session ``pid`` is gone (the server noticed its client died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not query(db, "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"server session {pid} outlived its killed client by {timeout}s")
+
+
 def _spawn(db: PgDatabase, migrations: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         cli_argv(db, "migrate", migrations, *extra),
@@ -66,15 +76,17 @@ def test_sigkill_mid_migration_then_rerun_completes(pg_db: PgDatabase, mig_dir: 
         2,
         "slow",
         "CREATE TABLE slow_started (id bigint);\n"
-        "SELECT pg_sleep(2) AS slow_marker;\n"
+        "SELECT pg_sleep(4) AS slow_marker;\n"
         "CREATE TABLE slow_done (id bigint);",
     )
     mig_dir.table(3, "c")
     proc = _spawn(pg_db, mig_dir.path)
-    _wait_for_query(pg_db, "slow_marker", proc)
+    backend = _wait_for_query(pg_db, "slow_marker", proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)
     assert proc.returncode == -signal.SIGKILL
+    # client_connection_check_interval: the server cancels the orphaned migration at once
+    _wait_for_exit(pg_db, backend)
     # the killed transaction left nothing: no ledger row, no half of the migration
     assert [r[0] for r in ledger_rows(pg_db)] == [1]
     assert not table_exists(pg_db, "slow_started")
@@ -102,9 +114,10 @@ def test_sigkill_in_no_transaction_file_resumes_at_the_first_unapplied_statement
         head="-- migrate:no-transaction\n",
     )
     proc = _spawn(pg_db, mig_dir.path)
-    _wait_for_query(pg_db, "resume_marker", proc)
+    backend = _wait_for_query(pg_db, "resume_marker", proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)
+    _wait_for_exit(pg_db, backend)
     assert ledger_rows(pg_db)[1] == (2, "partial", "no-transaction", 1, 4)
 
     rerun = subprocess.run(
