@@ -69,6 +69,7 @@ _TX_CONTROL = re.compile(
 )
 
 
+_RELEASES_LOCK = re.compile(r"^discard\b|\bpg_advisory_unlock_all\s*\(", re.IGNORECASE)
 _COPY_STDIN = re.compile(r"^copy\b.*\bfrom\s+stdin\b", re.IGNORECASE | re.DOTALL)
 
 
@@ -394,6 +395,12 @@ def parse(path: Path, raw: bytes | None = None) -> Migration:
                 stmt.line,
                 "psql meta-commands and COPY FROM STDIN are not plain SQL; the runner sends the file "
                 "to the server as is: use INSERT or COPY from a server-side file",
+            )
+        if _RELEASES_LOCK.search(head):
+            raise fail(
+                stmt.line,
+                "DISCARD and pg_advisory_unlock_all() would release the runner's migration lock "
+                "(it lives in the same session); remove it",
             )
         if not no_tx and _needs_autocommit(head):
             raise fail(

@@ -83,6 +83,8 @@ def test_checksum_ignores_bom_and_line_endings_only(tmp_path: Path) -> None:
         ),
         ("-- migrate:up\nVACUUM t;\n", r"0001_x\.sql:2: this statement cannot run inside a transaction"),
         ("-- migrate:up\nSELECT 1;\n\\i other.sql\n", r"0001_x\.sql:3: psql meta-commands"),
+        ("-- migrate:up\n-- migrate:no-transaction\nDISCARD ALL;\n", r"0001_x\.sql:3: DISCARD and pg_advisory"),
+        ("-- migrate:up\nSELECT pg_advisory_unlock_all();\n", r"0001_x\.sql:2: DISCARD and pg_advisory"),
         ("-- migrate:up\nCOPY t (a) FROM stdin;\n", r"0001_x\.sql:2: psql meta-commands and COPY FROM STDIN"),
     ],
 )
