@@ -483,7 +483,7 @@ class Runner:
 
     def apply_autocommit(self, mig: Migration, row: AppliedMigration | None) -> StepResult:
         """Statement by statement in autocommit, recording progress; resume after ``row``."""
-        done = row.statements_applied or 0 if row else 0
+        done = (row.statements_applied or 0) if row else 0
         total = len(mig.up)
         action = "resume" if row else "apply"
         self.progress.started(mig, action)
