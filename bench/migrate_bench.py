@@ -262,13 +262,15 @@ def render(runs: list[Run], n: int, delay_ms: float, tls: bool, cmd: str) -> str
     if ours_slow and base:
         ratio = ours_slow.seconds / base.seconds
         lines.append(f"- target delayed wall <= 0.5x dbmate: {ratio:.2f}x ({'met' if ratio <= 0.5 else 'MISSED'})")
+    connect_cost, connect_how = (6, "SSLRequest, TLS 1.3 handshake, SCRAM") if tls else (3, "SCRAM")
     lines += [
         "",
         "Notes:",
         "",
-        "- This runner: 3 round trips to connect (SCRAM), 1 to take the advisory lock, create and read the "
-        "ledger, 1 per migration (`BEGIN; RESET ALL; SET LOCAL <timeouts>; <file>; INSERT <ledger row>; "
-        "COMMIT;` as one simple-query message), 1 for the closing Terminate.",
+        f"- This runner: {connect_cost} round trips to connect ({connect_how}), 1 to take the advisory lock, "
+        "create and read the ledger, 1 per migration (`BEGIN; RESET ALL; RESET ROLE; SET LOCAL <timeouts>; "
+        "<file>; SET LOCAL ROLE NONE; INSERT <ledger row>; COMMIT;` as one simple-query message), 1 for the "
+        "closing Terminate.",
         "- The connections column is what the proxy saw: every connection pays the connect round trips again.",
         "- Loopback wall times are CPU-bound, include interpreter start-up (about 0.6 s for `python -m infra`, "
         "which imports every CLI module; a few ms for dbmate's Go binary) and were taken on a shared 2-core "
@@ -301,6 +303,7 @@ def main() -> int:
     parser.add_argument("--tls", action="store_true", help="all tools with sslmode=verify-full")
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--append", action="store_true", help="append to --output instead of replacing it")
     args = parser.parse_args()
     tools = [t for t in args.tools.split(",") if t]
     WORK.mkdir(parents=True, exist_ok=True)
@@ -324,6 +327,8 @@ def main() -> int:
     cmd = "python bench/migrate_bench.py " + " ".join(sys.argv[1:])
     table = render(runs, args.n, args.delay_ms, args.tls, cmd.strip())
     print(table)
+    if args.append and args.output.exists():
+        table = args.output.read_text() + "\n" + table
     args.output.write_text(table)
     return 0
 
