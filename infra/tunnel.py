@@ -213,11 +213,14 @@ class _ProcessTunnel:
             return False
 
     def _tail(self) -> str:
+        """What the child said about its failure: its error lines if it marked any, else its last lines."""
         if self._stderr is None:
             return ""
         self._stderr.seek(0)
-        lines = [ln for ln in self._stderr.read().decode(errors="replace").splitlines() if ln.strip()]
-        return " | ".join(lines[-3:])[-500:]
+        lines = [ln.strip() for ln in self._stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+        marked = [ln for ln in lines if ln.startswith(("ERROR", "error", "An error occurred", "ssh:"))]
+        chosen = marked[-2:] if marked else lines[-3:]
+        return " | ".join(chosen)[-500:]
 
     @property
     def pid(self) -> int | None:
