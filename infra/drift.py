@@ -31,7 +31,7 @@ from typing import Any, Literal, Protocol
 import psycopg
 
 from infra import catalog
-from infra.errors import AutomationError, MigrationError
+from infra.errors import AutomationError, InfraError, MigrationError
 from infra.migrations import runner, source
 from infra.migrations.ledger import read_ledger
 
@@ -236,6 +236,26 @@ def _stack_database(stack: str, outputs_file: Path | None) -> ConnectionFactory:
     return open_
 
 
+def _local_database(root: Path | None) -> ConnectionFactory:
+    """Connect as `migrator` to the local demo (``local up``) through its own jump host."""
+
+    @contextlib.contextmanager
+    def open_(run_id: str) -> Iterator[psycopg.Connection[Any]]:
+        from infra.local import DEMO_DIR, DemoState, LocalDemo
+
+        demo = LocalDemo(root or DEMO_DIR)
+        state = DemoState.load(demo.root)
+        if state is None:
+            raise InfraError("the local demo is not running; run `python -m infra local up` (make demo) first")
+        migrator = demo.credentials().user("migrator")
+        with demo.tunnel(state) as tunnel:
+            params = demo.route(state, tunnel.local_port).params(migrator)
+            with params.connect(autocommit=True, application_name=f"drift:{run_id}") as conn:
+                yield conn
+
+    return open_
+
+
 def run_drift(
     stack: str,
     *,
@@ -263,14 +283,20 @@ def run_drift(
 def _handle(args: argparse.Namespace) -> int:
     from infra.cli import EXIT_ATTENTION, EXIT_OK
 
-    database = _stack_database(args.stack, args.outputs_file) if not args.skip_schema else None
-    report = run_drift(
-        args.stack,
-        migrations_dir=args.migrations_dir,
-        check_infra=not args.skip_infra,
-        check_schema=not args.skip_schema,
-        database=database,
-    )
+    if args.local:
+        # the demo has no Pulumi stack: only the schema can drift
+        report = run_drift(
+            "local", migrations_dir=args.migrations_dir, check_infra=False, database=_local_database(args.dir)
+        )
+    else:
+        database = _stack_database(args.stack, args.outputs_file) if not args.skip_schema else None
+        report = run_drift(
+            args.stack,
+            migrations_dir=args.migrations_dir,
+            check_infra=not args.skip_infra,
+            check_schema=not args.skip_schema,
+            database=database,
+        )
     print(render(report, args.json))
     return EXIT_ATTENTION if report.drifted else EXIT_OK
 
@@ -282,7 +308,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--stack", required=True, help="the Pulumi stack to check")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--stack", help="the Pulumi stack to check")
+    where.add_argument("--local", action="store_true", help="the local demo's schema (after `local up`)")
+    parser.add_argument("--dir", type=Path, help="--local: the demo's state directory (default: .local/demo)")
     parser.add_argument("--skip-infra", action="store_true", help="only the schema checks")
     parser.add_argument("--skip-schema", action="store_true", help="only the infrastructure checks")
     parser.add_argument("--outputs-file", type=Path, help="stack outputs recorded with `pulumi stack output --json`")

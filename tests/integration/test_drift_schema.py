@@ -114,3 +114,32 @@ def test_a_database_never_migrated_by_us_reports_the_missing_snapshot(pg_db: PgD
     with pg_db.connect_admin(autocommit=True) as conn:
         items = schema_drift(conn, tmp_path)
     assert [(i.check, i.detail.split(":")[0]) for i in items] == [("catalog", "no catalog snapshot in the ledger")]
+
+
+def test_drift_local_through_the_demo_jump_host(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`drift --local` after `local up`: clean (exit 0), then a hand-made column (exit 2)."""
+    import json
+
+    from infra.cli import main
+    from infra.local import DemoState, LocalDemo
+    from tests.fixtures.requirements import require_binary
+
+    require_binary("sshd")
+    root = tmp_path / "demo"
+    assert main(["local", "up", "--dir", str(root), "--no-seed"]) == 0
+    try:
+        capsys.readouterr()
+        assert main(["drift", "--local", "--dir", str(root)]) == 0
+        assert capsys.readouterr().out.rstrip().endswith("no drift")
+
+        state = DemoState.load(root)
+        assert state is not None
+        pg = LocalDemo(root).postgres(state.pg_port)
+        with psycopg.connect(pg.superuser_conninfo(state.db_name), autocommit=True) as conn:
+            conn.execute("ALTER TABLE app.tenants ADD COLUMN hacked text")
+        assert main(["drift", "--local", "--dir", str(root), "--json"]) == 2
+        report = json.loads(capsys.readouterr().out)
+        assert report["drifted"] is True
+        assert [i["subject"] for i in report["items"]] == ["column app.tenants.hacked"]
+    finally:
+        assert main(["local", "down", "--dir", str(root)]) == 0
