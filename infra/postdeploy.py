@@ -504,6 +504,11 @@ def _project_python(project_dir: Path) -> str:
     return str(venv / "bin" / "python")
 
 
+def project_python() -> str:
+    """How to run this project's interpreter from the project directory (for printed hints)."""
+    return _project_python(PROJECT_DIR)
+
+
 def migration_command(
     stack_name: str,
     manifest: Sequence[str],

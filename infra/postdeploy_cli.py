@@ -299,9 +299,12 @@ def _local_up(args: argparse.Namespace) -> int:
             print(f"postgresql 16 on 127.0.0.1:{state.pg_port} (certificate for {state.tls_name}); jump host (sshd)")
             print(f"on 127.0.0.1:{state.sshd_port}, forwarding only to the database; state in {demo.root}")
         print("connect with psql (the tunnel stays open until Ctrl-C):")
-        print(f"  .venv/bin/python -m infra tunnel --local{where}")
+        from infra.postdeploy import project_python
+
+        python = project_python()
+        print(f"  {python} -m infra tunnel --local{where}")
         print("  then run the psql line it prints (passwords come from the 0600 pgpass file)")
-        print(f"stop everything: .venv/bin/python -m infra local down{where}   (or: make demo-down)")
+        print(f"stop everything: {python} -m infra local down{where}   (or: make demo-down)")
     return code
 
 

@@ -7,6 +7,7 @@ file's normalised content changes, and ``pulumi preview`` names the file that ch
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,9 @@ def test_command_is_quiet_secret_and_harmless_to_delete(migrations: Path, base: 
     cmd = _command(_synth(migrations, base=base))
     create = cmd.input("create")
     # relative to the project: the same input on every machine (no diff between checkouts)
-    assert create == ".venv/bin/python -m infra migrate --stack dev --json"
+    venv = Path(sys.prefix).resolve().relative_to(Path(__file__).resolve().parents[2])
+    assert create == f"{venv}/bin/python -m infra migrate --stack dev --json"
+    assert not create.startswith("/")
     assert cmd.input("dir") is None
     assert cmd.input("update") == create
     assert cmd.input("delete") is None  # removing the resource never touches the database
