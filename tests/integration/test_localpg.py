@@ -17,9 +17,7 @@ def test_server_is_postgres_16_with_tls_verify_full(pg_db: PgDatabase) -> None:
         assert row is not None
         assert row[0] is True
         assert row[1].startswith("TLSv1.")
-        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (
-            False,
-        )
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
 
 
 def test_plaintext_tcp_is_refused(pg_db: PgDatabase) -> None:
