@@ -1,6 +1,6 @@
 """Benchmark: apply N generated migrations with this runner, yoyo-migrations, Alembic and dbmate.
 
-    .venv/bin/python bench/migrate_bench.py [--n 200] [--delay-ms 20] [--tls] [--tools ours,yoyo,alembic,dbmate]
+    venv/bin/python bench/migrate_bench.py [--n 200] [--delay-ms 20] [--tls] [--tools ours,yoyo,alembic,dbmate]
 
 Each migration creates a table and an index. Every tool runs as its own process (as a user runs
 it) against a fresh database of one embedded PostgreSQL 16, through tests/fixtures/proxy.py,
