@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 from infra.cli import EXIT_OK
 from infra.enums import Environment
-from infra.migrations.connection import ConnectionSpec, spec_from_dsn
+from infra.migrations.connection import ConnectionSpec, add_libpq_arguments, spec_from_args
 from infra.postdeploy_cli import add_stack_arguments
 
 __all__ = ["register"]
@@ -27,15 +27,7 @@ __all__ = ["register"]
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stack", help="Pulumi stack: connect as migrator through its bastion")
     add_stack_arguments(p)
-    g = p.add_argument_group("direct connection (default: libpq environment variables)")
-    g.add_argument("--host", help="server name (with --hostaddr: the name TLS verify-full checks)")
-    g.add_argument("--hostaddr", help="IP to connect to (e.g. 127.0.0.1 for a tunnel)")
-    g.add_argument("--port", type=int)
-    g.add_argument("--dbname")
-    g.add_argument("--user")
-    g.add_argument("--sslmode", choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"])
-    g.add_argument("--sslrootcert")
-    g.add_argument("--dsn", help="libpq DSN or URI without a password")
+    add_libpq_arguments(p, "direct connection (default: libpq environment variables)")
     p.add_argument(
         "--environment",
         choices=[e.value for e in Environment],
@@ -65,17 +57,7 @@ def _connection(args: argparse.Namespace) -> Iterator[tuple[ConnectionSpec, Envi
         with stack_connection(args.stack, "migrator", **options) as spec:
             yield spec, environment
         return
-    fields = {
-        "host": args.host,
-        "hostaddr": args.hostaddr,
-        "port": args.port,
-        "dbname": args.dbname,
-        "user": args.user,
-        "sslmode": args.sslmode,
-        "sslrootcert": args.sslrootcert,
-    }
-    spec = spec_from_dsn(args.dsn, **fields) if args.dsn else ConnectionSpec(**fields)
-    yield spec, Environment(args.environment) if args.environment else None
+    yield spec_from_args(args), Environment(args.environment) if args.environment else None
 
 
 def _seed(args: argparse.Namespace) -> int:

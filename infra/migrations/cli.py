@@ -24,7 +24,7 @@ from typing import Any
 from infra.cli import EXIT_ATTENTION, EXIT_ERROR, EXIT_OK
 from infra.enums import Environment
 from infra.migrations import commands
-from infra.migrations.connection import ConnectionSpec, spec_from_dsn
+from infra.migrations.connection import add_libpq_arguments, spec_from_args
 from infra.migrations.ledger import LockHolder
 from infra.migrations.runner import RunOptions
 from infra.migrations.source import Migration
@@ -54,15 +54,7 @@ class PrintProgress:
 
 
 def _connection_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("connection (default: libpq environment variables)")
-    g.add_argument("--host", help="server name (with --hostaddr: the name TLS verify-full checks)")
-    g.add_argument("--hostaddr", help="IP to connect to (e.g. 127.0.0.1 for a tunnel)")
-    g.add_argument("--port", type=int)
-    g.add_argument("--dbname")
-    g.add_argument("--user")
-    g.add_argument("--sslmode", choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"])
-    g.add_argument("--sslrootcert")
-    g.add_argument("--dsn", help="libpq DSN or URI without a password (PGPASSWORD / ~/.pgpass supply it)")
+    add_libpq_arguments(p, "connection (default: libpq environment variables)")
     p.add_argument("--migrations-dir", type=Path, default=commands.DEFAULT_MIGRATIONS_DIR)
     p.add_argument(
         "--environment",
@@ -83,17 +75,7 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
 
 
 def _target(args: argparse.Namespace) -> commands.Target:
-    fields = {
-        "host": args.host,
-        "hostaddr": args.hostaddr,
-        "port": args.port,
-        "dbname": args.dbname,
-        "user": args.user,
-        "sslmode": args.sslmode,
-        "sslrootcert": args.sslrootcert,
-    }
-    spec = spec_from_dsn(args.dsn, **fields) if args.dsn else ConnectionSpec(**fields)
-    spec = getattr(args, "stack_spec", None) or spec  # set by postdeploy_cli.stack_aware for --stack
+    spec = getattr(args, "stack_spec", None) or spec_from_args(args)  # set by postdeploy_cli.stack_aware for --stack
     options = RunOptions(
         lock_wait=args.lock_wait,
         lock_timeout=args.lock_timeout,

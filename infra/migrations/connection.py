@@ -12,6 +12,7 @@ fetched from the supplier at connect time and handed to libpq as a keyword argum
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,3 +119,30 @@ def connect(spec: ConnectionSpec, run_id: str) -> psycopg.Connection[tuple[Any, 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def add_libpq_arguments(parser: argparse.ArgumentParser, title: str) -> None:
+    """The direct-connection options every database command shares (no password option, on purpose)."""
+    g = parser.add_argument_group(title)
+    g.add_argument("--host", help="server name (with --hostaddr: the name TLS verify-full checks)")
+    g.add_argument("--hostaddr", help="IP to connect to (e.g. 127.0.0.1 for a tunnel)")
+    g.add_argument("--port", type=int)
+    g.add_argument("--dbname")
+    g.add_argument("--user")
+    g.add_argument("--sslmode", choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"])
+    g.add_argument("--sslrootcert")
+    g.add_argument("--dsn", help="libpq DSN or URI without a password (PGPASSWORD / ~/.pgpass supply it)")
+
+
+def spec_from_args(args: argparse.Namespace) -> ConnectionSpec:
+    """The ConnectionSpec of :func:`add_libpq_arguments`' options (unset ones: libpq environment)."""
+    fields = {
+        "host": args.host,
+        "hostaddr": args.hostaddr,
+        "port": args.port,
+        "dbname": args.dbname,
+        "user": args.user,
+        "sslmode": args.sslmode,
+        "sslrootcert": args.sslrootcert,
+    }
+    return spec_from_dsn(args.dsn, **fields) if args.dsn else ConnectionSpec(**fields)
