@@ -18,14 +18,13 @@ import pytest
 from psycopg import sql
 
 from infra.enums import Environment
-from infra.errors import InfraError
 from infra.jumphost import JumpHost
 from infra.localpg import LocalPostgres
 from infra.postdeploy import Route, Target, run_postdeploy
 from infra.secrets import Credential, Credentials
 from infra.tunnel import SshTunnel
 from tests.fixtures.netns import NetnsLab
-from tests.fixtures.requirements import missing
+from tests.fixtures.pg import start_managed
 from tests.fixtures.sshd import StartJumpHost
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
@@ -56,17 +55,8 @@ def private(
         server_names=(TLS_NAME,),
         netns=netns_lab.db_ns,
     )
-    try:
-        cluster.start()
-    except InfraError as exc:
-        missing(str(exc))
-    password = secrets.token_urlsafe(24)
+    password = start_managed(cluster, ADMIN)
     with psycopg.connect(cluster.superuser_conninfo(), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB PASSWORD {}").format(
-                sql.Identifier(ADMIN), sql.Literal(password)
-            )
-        )
         conn.execute(sql.SQL("CREATE DATABASE app OWNER {}").format(sql.Identifier(ADMIN)))
     with psycopg.connect(cluster.superuser_conninfo("app"), autocommit=True) as conn:
         conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")

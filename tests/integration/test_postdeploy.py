@@ -32,7 +32,7 @@ from infra.migrations.source import Migration
 from infra.postdeploy import ConnParams, PostDeployOptions, PostDeployReport, Target, engine_steps, run_postdeploy
 from infra.secrets import Credential, Credentials, StaticSecrets
 from infra.tunnel import SshTunnel
-from tests.fixtures.requirements import missing
+from tests.fixtures.pg import start_managed
 from tests.fixtures.sshd import StartJumpHost
 
 pytestmark = pytest.mark.integration
@@ -64,18 +64,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, start_jump_host: StartJumpHo
         server_names=(TLS_NAME, "localhost"),
         settings={"log_statement": "'all'"},
     )
-    try:
-        cluster.start()
-    except InfraError as exc:
-        missing(str(exc))
-    password = secrets.token_urlsafe(24)
-    with psycopg.connect(cluster.superuser_conninfo(), autocommit=True) as conn:
-        # the managed admin's shape: CREATEROLE + CREATEDB, not superuser
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB PASSWORD {}").format(
-                sql.Identifier(ADMIN), sql.Literal(password)
-            )
-        )
+    password = start_managed(cluster, ADMIN)  # the managed admin's shape: CREATEROLE + CREATEDB
     jump = start_jump_host([f"127.0.0.1:{cluster.port}", f"localhost:{cluster.port}"])
     yield Stack(cluster, jump, password)
     cluster.destroy()

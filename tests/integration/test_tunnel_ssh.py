@@ -17,18 +17,17 @@ import pytest
 
 from infra.errors import ToolMissing, TunnelError
 from infra.jumphost import JumpHost
-from infra.localpg import LocalPostgres
 from infra.postdeploy import ConnParams, Route
 from infra.secrets import Credential
 from infra.tunnel import SshTunnel
-from tests.fixtures.pg import ADMIN_USER
+from tests.fixtures.pg import ADMIN_USER, AdminCluster
 
 pytestmark = pytest.mark.integration
 
 
-def _admin(pg_cluster: LocalPostgres, port: int, tls_name: str = "localhost") -> ConnParams:
+def _admin(pg_cluster: AdminCluster, port: int, tls_name: str = "localhost") -> ConnParams:
     route = Route(tls_name, port, "postgres", pg_cluster.tls.ca_cert)
-    return route.params(Credential(ADMIN_USER, pg_cluster.admin_password))  # type: ignore[attr-defined]
+    return route.params(Credential(ADMIN_USER, pg_cluster.admin_password))
 
 
 def _listening(port: int) -> bool:
@@ -39,7 +38,7 @@ def _listening(port: int) -> bool:
         return False
 
 
-def test_tunnel_carries_verify_full_tls(pg_cluster: LocalPostgres, jump_host: JumpHost) -> None:
+def test_tunnel_carries_verify_full_tls(pg_cluster: AdminCluster, jump_host: JumpHost) -> None:
     tunnel = SshTunnel(jump_host.ssh_options(), "127.0.0.1", pg_cluster.port)
     assert tunnel.local_port != pg_cluster.port
     with tunnel, _admin(pg_cluster, tunnel.local_port).connect() as conn:
@@ -51,7 +50,7 @@ def test_tunnel_carries_verify_full_tls(pg_cluster: LocalPostgres, jump_host: Ju
         assert conn.pgconn.ssl_in_use
 
 
-def test_verify_full_checks_the_name_through_the_tunnel(pg_cluster: LocalPostgres, jump_host: JumpHost) -> None:
+def test_verify_full_checks_the_name_through_the_tunnel(pg_cluster: AdminCluster, jump_host: JumpHost) -> None:
     with (
         SshTunnel(jump_host.ssh_options(), "127.0.0.1", pg_cluster.port) as tunnel,
         pytest.raises(psycopg.OperationalError, match=r"does not match|certificate"),
@@ -59,7 +58,7 @@ def test_verify_full_checks_the_name_through_the_tunnel(pg_cluster: LocalPostgre
         _admin(pg_cluster, tunnel.local_port, tls_name="db.wrong.internal").connect()
 
 
-def test_tunnel_is_closed_on_error_exit(pg_cluster: LocalPostgres, jump_host: JumpHost) -> None:
+def test_tunnel_is_closed_on_error_exit(pg_cluster: AdminCluster, jump_host: JumpHost) -> None:
     tunnel = SshTunnel(jump_host.ssh_options(), "127.0.0.1", pg_cluster.port)
     seen: list[int | None] = []
 
@@ -79,7 +78,7 @@ def test_tunnel_is_closed_on_error_exit(pg_cluster: LocalPostgres, jump_host: Ju
         os.kill(pid, 0)
 
 
-def test_unknown_host_key_is_refused(pg_cluster: LocalPostgres, jump_host: JumpHost, tmp_path: Path) -> None:
+def test_unknown_host_key_is_refused(pg_cluster: AdminCluster, jump_host: JumpHost, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     options = dataclasses.replace(jump_host.ssh_options(), known_hosts=empty)
@@ -89,7 +88,7 @@ def test_unknown_host_key_is_refused(pg_cluster: LocalPostgres, jump_host: JumpH
     assert tunnel.pid is None
 
 
-def test_lost_tunnel_is_reported(pg_cluster: LocalPostgres, jump_host: JumpHost) -> None:
+def test_lost_tunnel_is_reported(pg_cluster: AdminCluster, jump_host: JumpHost) -> None:
     with SshTunnel(jump_host.ssh_options(), "127.0.0.1", pg_cluster.port) as tunnel:
         tunnel.check()
         assert tunnel.pid is not None
@@ -98,7 +97,7 @@ def test_lost_tunnel_is_reported(pg_cluster: LocalPostgres, jump_host: JumpHost)
             tunnel.wait()
 
 
-def test_forwarding_is_limited_to_the_database(pg_cluster: LocalPostgres, jump_host: JumpHost) -> None:
+def test_forwarding_is_limited_to_the_database(pg_cluster: AdminCluster, jump_host: JumpHost) -> None:
     # PermitOpen: the jump host refuses any other destination, e.g. its own sshd port
     with (
         SshTunnel(jump_host.ssh_options(), "127.0.0.1", jump_host.port) as tunnel,
@@ -109,7 +108,7 @@ def test_forwarding_is_limited_to_the_database(pg_cluster: LocalPostgres, jump_h
 
 
 def test_missing_ssh_says_how_to_install(
-    pg_cluster: LocalPostgres, jump_host: JumpHost, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    pg_cluster: AdminCluster, jump_host: JumpHost, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolMissing, match="'ssh' not found on PATH; install the OpenSSH client"):
@@ -130,7 +129,7 @@ sys.stdin.read()  # hold the tunnel until killed
 """
 
 
-def test_the_tunnel_dies_with_a_killed_parent(pg_cluster: LocalPostgres, jump_host: JumpHost) -> None:
+def test_the_tunnel_dies_with_a_killed_parent(pg_cluster: AdminCluster, jump_host: JumpHost) -> None:
     """Even SIGKILL of the process that opened it (no finally runs) ends the ssh child (PR_SET_PDEATHSIG)."""
     options = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(jump_host.ssh_options()).items()}
     with subprocess.Popen(
