@@ -29,9 +29,9 @@ DEPENDS = {
 }
 
 
-def _synth(migrations: Path, *, on: bool = True, base: dict[str, str] = AWS_BASE) -> Synthesis:
+def _synth(migrations: Path, *, on: bool = True, base: dict[str, str] = AWS_BASE, preview: bool = False) -> Synthesis:
     config = full(base, runMigrationsOnUp="true" if on else "false")
-    return synthesize(lambda: build(migrations_dir=migrations), config)
+    return synthesize(lambda: build(migrations_dir=migrations), config, preview=preview)
 
 
 def _command(result: Synthesis) -> RecordedResource:
@@ -50,8 +50,9 @@ def test_off_by_default_declares_no_command(migrations: Path) -> None:
     assert result.of_type(COMMAND) == []
 
 
-def test_triggers_are_the_sorted_manifest(migrations: Path) -> None:
-    triggers = _command(_synth(migrations)).input("triggers")
+@pytest.mark.parametrize("preview", [False, True], ids=["up", "preview"])
+def test_triggers_are_the_sorted_manifest(migrations: Path, preview: bool) -> None:
+    triggers = _command(_synth(migrations, preview=preview)).input("triggers")
     names = sorted(p.name for p in migrations.glob("*.sql"))
     assert [t.split(":")[0] for t in triggers] == names
     assert triggers == sorted(triggers)
@@ -60,6 +61,7 @@ def test_triggers_are_the_sorted_manifest(migrations: Path) -> None:
 
 def test_triggers_change_for_the_changed_file_only(migrations: Path) -> None:
     before = _command(_synth(migrations)).input("triggers")
+    assert _command(_synth(migrations)).input("triggers") == before  # no edit, no rerun: a quiet preview
     changed = sorted(migrations.glob("*.sql"))[2]
     changed.write_text(changed.read_text() + "\n-- reviewed\n")
     after = _command(_synth(migrations)).input("triggers")
