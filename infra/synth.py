@@ -12,13 +12,15 @@ import argparse
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from infra.config import NAMESPACE
 from infra.errors import ConfigError
-from infra.mocking import UNKNOWN, Synthesis, is_secret, synthesize
+
+if TYPE_CHECKING:
+    from infra.mocking import Synthesis
 
 __all__ = ["load_stack_config", "register", "render_json", "render_text", "run_synth"]
 
@@ -50,6 +52,8 @@ def load_stack_config(stack: str, overrides: Mapping[str, str] = {}, root: Path 
 
 
 def run_synth(stack: str, overrides: Mapping[str, str] = {}, *, preview: bool = False) -> Synthesis:
+    # Imported here: the mocks pull in the Pulumi SDK, which every other command can do without.
+    from infra.mocking import synthesize
     from infra.program import build
 
     config = load_stack_config(stack, overrides)
@@ -57,6 +61,8 @@ def run_synth(stack: str, overrides: Mapping[str, str] = {}, *, preview: bool = 
 
 
 def _mask(value: Any) -> Any:
+    from infra.mocking import UNKNOWN, is_secret
+
     if is_secret(value):
         return MASK
     if value == UNKNOWN:
