@@ -8,7 +8,9 @@ import signal
 import stat
 import subprocess
 import sys
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -66,7 +68,7 @@ def test_local_up_twice_tunnel_and_down(tmp_path: Path, capsys: pytest.CaptureFi
     assert capsys.readouterr().out.strip() == "nothing to stop"
 
 
-def _tunnel_and_psql_parameters(demo: Path, passwords: object) -> None:
+def _tunnel_and_psql_parameters(demo: Path, passwords: Collection[str]) -> None:
     """``tunnel --local`` prints libpq parameters that work (password from the pgpass file)."""
     with subprocess.Popen(
         [sys.executable, "-m", "infra", "tunnel", "--local", "--dir", str(demo), "--role", "readonly"],
@@ -82,14 +84,14 @@ def _tunnel_and_psql_parameters(demo: Path, passwords: object) -> None:
                 lines.append(line.rstrip("\n"))
                 if line.startswith("PGPASSFILE="):
                     break
-            params = dict(ln.strip().split("=", 1) for ln in lines if ln.startswith("  ") and "=" in ln)
+            params: dict[str, Any] = dict(ln.strip().split("=", 1) for ln in lines if ln.startswith("  ") and "=" in ln)
             assert params["sslmode"] == "verify-full"
             assert params["hostaddr"] == "127.0.0.1"
             assert params["host"] == "db.demo.internal"
             with psycopg.connect(**params, passfile=str(demo / "pgpass")) as conn:
                 assert conn.execute("SELECT current_user").fetchone() == ("readonly",)
                 assert conn.pgconn.ssl_in_use
-            assert not any(p in "\n".join(lines) for p in passwords)  # type: ignore[attr-defined]
+            assert not any(p in "\n".join(lines) for p in passwords)
         finally:
             proc.send_signal(signal.SIGINT)
             assert proc.wait(timeout=10) == 130  # Ctrl-C: the documented exit code, tunnel closed

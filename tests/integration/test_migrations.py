@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -224,7 +225,7 @@ def test_rollback_on_production_needs_confirm(pg_db: PgDatabase, mig_dir: Migrat
     assert not table_exists(pg_db, "b")
 
 
-def _admin(db: PgDatabase) -> dict[str, object]:
+def _admin(db: PgDatabase) -> dict[str, Any]:
     return {**db.admin_params(), "autocommit": True}
 
 

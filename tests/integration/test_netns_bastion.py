@@ -12,6 +12,7 @@ import secrets
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import pytest
@@ -75,7 +76,10 @@ def test_the_runner_cannot_reach_the_database_directly(private: Private) -> None
         socket.create_connection((private.lab.db_ip, private.cluster.port), timeout=3),
     ):
         pass
-    direct = {**private.cluster.tcp_params(ADMIN, "app", host=TLS_NAME), "password": private.admin.password}
+    direct: dict[str, Any] = {
+        **private.cluster.tcp_params(ADMIN, "app", host=TLS_NAME),
+        "password": private.admin.password,
+    }
     with pytest.raises(psycopg.OperationalError, match="No route to host"):
         psycopg.connect(**direct, connect_timeout=3)
 

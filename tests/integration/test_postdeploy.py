@@ -299,7 +299,7 @@ def test_migrate_and_status_with_stack_through_the_cli(
     creds = _credentials(stack)
     doc, outputs, ssh_config = _stack_files(stack, dbname, creds, tmp_path)
     values = {doc["db_admin_secret"]: json.dumps({"username": ADMIN, "password": stack.admin_password})}
-    values |= {doc["db_user_secrets"][r]: json.dumps({"password": c.password}) for r, c in creds.users.items()}  # type: ignore[index]
+    values |= {doc["db_user_secrets"][r]: json.dumps({"password": c.password}) for r, c in creds.users.items()}
     monkeypatch.setattr("infra.postdeploy.resolver_for", lambda outputs, **kw: StaticSecrets(values))
     common = ["--stack", "itest", "--outputs-file", str(outputs), "--ssh-config", str(ssh_config)]
     common += ["--ca-file", str(stack.cluster.tls.ca_cert), "--json"]
@@ -365,7 +365,7 @@ def test_tunnel_stack_prints_parameters_that_work(stack: Stack, dbname: str, tmp
                 lines.append(line.rstrip("\n"))
                 if line.startswith("password:"):
                     break
-            params = dict(ln.strip().split("=", 1) for ln in lines if ln.startswith("  ") and "=" in ln)
+            params: dict[str, Any] = dict(ln.strip().split("=", 1) for ln in lines if ln.startswith("  ") and "=" in ln)
             assert (params["host"], params["hostaddr"], params["sslmode"]) == ("localhost", "127.0.0.1", "verify-full")
             assert lines[-1].startswith("password: secret arn:aws:secretsmanager:")
             with psycopg.connect(**params, password=creds.user("readonly").password) as conn:
