@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pulumi.automation import EngineEvent, PreviewResult
+from pulumi.automation import CommandResult, EngineEvent, OpMap, PreviewResult
 from pulumi.automation.errors import CommandError
 
 from infra.drift import DriftReport, infra_drift, render, run_drift
@@ -24,14 +24,14 @@ RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "automation"
 
 def _replay(name: str, on_event: Callable[[Any], None] | None) -> PreviewResult:
     doc = json.loads((RECORDED / name).read_text())
-    summary: dict[str, int] = {}
+    summary: OpMap = {}
     for raw in doc["events"]:
         event = EngineEvent.from_json(raw)
         if on_event is not None:
             on_event(event)
         if event.summary_event is not None:
             summary = dict(event.summary_event.resource_changes)
-    return PreviewResult(stdout="", stderr="", change_summary=summary)  # type: ignore[arg-type]
+    return PreviewResult(stdout="", stderr="", change_summary=summary)
 
 
 class RecordedStack:
@@ -82,8 +82,12 @@ def test_engine_failure_is_an_error_without_secrets() -> None:
     class Failing(RecordedStack):
         def preview_refresh(self, *, on_event: Callable[[Any], None] | None = None) -> PreviewResult:
             raise CommandError(
-                "code: 255\n stdout: \n stderr: error: PGPASSWORD=hunter2 password leaked?\n"
-                "error: getting secrets manager: passphrase must be set"
+                CommandResult(
+                    stdout="",
+                    stderr="error: PGPASSWORD=hunter2 password leaked?\n"
+                    "error: getting secrets manager: passphrase must be set",
+                    code=255,
+                )
             )
 
     with pytest.raises(AutomationError, match="pulumi refresh failed: error: getting secrets manager") as info:

@@ -158,13 +158,13 @@ def test_check_reports_every_problem_with_its_fix(tmp_path: Path) -> None:
         _row(3, "c", "1" * 64),  # file missing
         _row(5, "e", migs[3].checksum),
     ]
-    v = check(migs, rows)
-    kinds = {(p.kind, p.file) for p in v.problems}
+    validation = check(migs, rows)
+    kinds = {(p.kind, p.file) for p in validation.problems}
     assert kinds == {("changed", "0002_b.sql"), ("missing", "0003_c.sql"), ("out-of-order", "0004_d.sql")}
-    text = "\n".join(p.message for p in v.problems)
+    text = "\n".join(p.message for p in validation.problems)
     assert "repair --version 2" in text
     assert "renumber it above 0005" in text
-    assert v.pending == ()
+    assert validation.pending == ()
 
 
 def test_check_resumes_partial_and_stops_on_failed_or_changed(tmp_path: Path) -> None:
