@@ -260,8 +260,10 @@ def render(runs: list[Run], n: int, delay_ms: float, tls: bool, cmd: str) -> str
         ok = ours.round_trips <= n + 5
         lines.append(f"- target round trips <= N + 5 = {n + 5}: {ours.round_trips} ({'met' if ok else 'MISSED'})")
     if ours_slow and base:
-        ratio = ours_slow.seconds / base.seconds
-        lines.append(f"- target delayed wall <= 0.5x dbmate: {ratio:.2f}x ({'met' if ratio <= 0.5 else 'MISSED'})")
+        slow_ratio = ours_slow.seconds / base.seconds
+        lines.append(
+            f"- target delayed wall <= 0.5x dbmate: {slow_ratio:.2f}x ({'met' if slow_ratio <= 0.5 else 'MISSED'})"
+        )
     connect_cost, connect_how = (6, "SSLRequest, TLS 1.3 handshake, SCRAM") if tls else (3, "SCRAM")
     lines += [
         "",
