@@ -55,6 +55,7 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy policy  # the pack as the Pulumi CLI loads it (`rules` top-level); see pyproject
 
 sqllint: install
 	$(PY) -m infra lint --migrations-dir schema/migrations
