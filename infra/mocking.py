@@ -254,6 +254,11 @@ class ProjectMocks(pulumi.runtime.Mocks):
         state.update(hex=digest, dec=str(int(digest, 16)), b64Url=digest, b64Std=digest)
         return digest
 
+    def _log_group(self, name: str, state: dict[str, Any]) -> str:
+        group = state.get("name") or f"{name}-{_short_hash(name, length=7)}"
+        state.update(name=group, arn=f"arn:aws:logs:{self.region}:{ACCOUNT}:log-group:{group}")
+        return group
+
     def _key_pair(self, name: str, state: dict[str, Any]) -> str:
         key_name = state.get("keyName") or f"{name}-{_short_hash(name, length=7)}"
         state.update(
@@ -369,6 +374,7 @@ class ProjectMocks(pulumi.runtime.Mocks):
         "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": lambda self, n, s: f"sgr-{_short_hash(n)}",
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": lambda self, n, s: f"sgr-{_short_hash(n)}",
         "aws:ec2/keyPair:KeyPair": _key_pair,
+        "aws:cloudwatch/logGroup:LogGroup": _log_group,
         "gcp:sql/databaseInstance:DatabaseInstance": _sql_instance,
         "gcp:compute/network:Network": _gcp_path("networks", regional=False),
         "gcp:compute/subnetwork:Subnetwork": _gcp_path("subnetworks", regional=True),

@@ -5,6 +5,7 @@ resources only). Or an existing VPC and its private subnets."""
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Callable, Sequence
 
 import pulumi
@@ -117,6 +118,50 @@ class Network(pulumi.ComponentResource):
             {"vpc_id": self.vpc_id, "private_subnet_ids": self.private_subnet_ids, "db_sg_id": self.db_sg.id}
         )
 
+    def _flow_logs(
+        self, name: str, cfg: StackConfig, settings: AwsSettings, vpc: aws.ec2.Vpc, child: pulumi.ResourceOptions
+    ) -> None:
+        """Every accepted and rejected flow of the VPC to CloudWatch (FSBP EC2.6)."""
+        group = aws.cloudwatch.LogGroup(
+            f"{name}-flow-logs",
+            name=f"/vpc/{cfg.prefix}/flow-logs",  # a fixed name: no random suffix to diff or orphan
+            retention_in_days=settings.log_retention_days,
+            tags=cfg.labels,
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-flow-logs",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+            tags=cfg.labels,
+            opts=child,
+        )
+        # Write access to this one log group only (least privilege; no logs:* on *).
+        aws.iam.RolePolicy(
+            f"{name}-flow-logs", role=role.id, policy=group.arn.apply(_flow_logs_role_policy), opts=child
+        )
+        aws.ec2.FlowLog(
+            f"{name}-flow-logs",
+            vpc_id=vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=group.arn,
+            iam_role_arn=role.arn,
+            max_aggregation_interval=600,  # the API default, set so a refresh reads back what we declared
+            tags=cfg.labels,
+            opts=child,
+        )
+
     def _new_vpc(self, name: str, cfg: StackConfig, settings: AwsSettings, child: pulumi.ResourceOptions) -> None:
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
@@ -134,6 +179,7 @@ class Network(pulumi.ComponentResource):
             tags={**cfg.labels, "Name": f"{cfg.prefix}-default-closed"},
             opts=child,
         )
+        self._flow_logs(name, cfg, settings, vpc, child)
         zones = aws.get_availability_zones_output(state="available")
         # Stable, computed from the VPC CIDR: /20s (for a /16) leave room for more tiers later.
         new_prefix = min(settings.vpc_cidr.prefixlen + 4, 28)
@@ -220,6 +266,21 @@ class Network(pulumi.ComponentResource):
                 f"{name}-public-0", subnet_id=public.id, route_table_id=public_rt.id, opts=child
             )
             self.public_subnet_id = public.id
+
+
+def _flow_logs_role_policy(log_group_arn: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    "Resource": [log_group_arn, f"{log_group_arn}:*"],
+                }
+            ],
+        }
+    )
 
 
 def _nth(index: int) -> Callable[[Sequence[str]], str]:

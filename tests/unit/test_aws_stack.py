@@ -237,3 +237,33 @@ def test_synth_is_deterministic_and_masks_secrets() -> None:
     assert first == second
     assert "Mock" not in first  # no generated password value, even from the mocks
     assert "[secret]" in first
+
+
+def test_vpc_flow_logs_capture_all_traffic_to_a_retained_group(dev: Synthesis) -> None:
+    flow = dev.one("aws:ec2/flowLog:FlowLog")
+    assert flow.input("trafficType") == "ALL"  # FSBP EC2.6
+    assert flow.input("vpcId").startswith("vpc-")
+    assert flow.input("logDestinationType") == "cloud-watch-logs"
+    groups = {g.input("name"): g for g in dev.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    group = groups["/vpc/private-postgres-dev/flow-logs"]
+    assert group.input("retentionInDays") == 30
+    role_policy = dev.one("aws:iam/rolePolicy:RolePolicy")
+    statement = json.loads(role_policy.input("policy"))["Statement"][0]
+    assert sorted(statement["Action"]) == ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+    assert statement["Resource"] == [
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/vpc/private-postgres-dev/flow-logs",
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/vpc/private-postgres-dev/flow-logs:*",
+    ]
+    assert flow.input("logDestination") == statement["Resource"][0]
+    assert flow.input("iamRoleArn").startswith("arn:aws:iam::")
+
+
+def test_existing_vpc_gets_no_flow_logs_of_ours() -> None:
+    result = synth(
+        full(
+            AWS_BASE,
+            existingVpcId="vpc-0123456789abcdef0",
+            existingPrivateSubnetIds='["subnet-0123456789abcdef0","subnet-0fedcba9876543210"]',
+        )
+    )
+    assert result.of_type("aws:ec2/flowLog:FlowLog") == []
