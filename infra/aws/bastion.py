@@ -3,11 +3,10 @@ no public address) or, in ssh mode, through OpenSSH from restricted CIDRs."""
 
 from __future__ import annotations
 
-import json
-
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.iam import service_role
 from infra.config import StackConfig
 from infra.enums import BastionMode
 
@@ -38,19 +37,7 @@ class Bastion(pulumi.ComponentResource):
         super().__init__("private-postgres:aws:Bastion", name, None, opts)
         assert cfg.aws is not None
         child = pulumi.ResourceOptions(parent=self)
-        role = aws.iam.Role(
-            f"{name}-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                    ],
-                }
-            ),
-            tags=cfg.labels,
-            opts=child,
-        )
+        role = service_role(f"{name}-role", "ec2.amazonaws.com", cfg, child)
         # Only what the SSM agent needs (FSBP SSM.1 / EC2 managed by Systems Manager); nothing else.
         aws.iam.RolePolicyAttachment(
             f"{name}-ssm",

@@ -3,12 +3,11 @@ enhanced-monitoring role. Nothing else."""
 
 from __future__ import annotations
 
-import json
-
 import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from infra.aws.iam import service_role
 from infra.config import StackConfig
 
 __all__ = ["Database"]
@@ -82,23 +81,7 @@ class Database(pulumi.ComponentResource):
             )
             for kind in LOG_EXPORTS
         ]
-        monitoring_role = aws.iam.Role(
-            f"{name}-monitoring",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "monitoring.rds.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-            tags=cfg.labels,
-            opts=child,
-        )
+        monitoring_role = service_role(f"{name}-monitoring", "monitoring.rds.amazonaws.com", cfg, child)
         attachment = aws.iam.RolePolicyAttachment(
             f"{name}-monitoring",
             role=monitoring_role.name,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.iam import service_role
 from infra.config import AwsSettings, StackConfig
 from infra.enums import BastionMode
 
@@ -129,23 +130,7 @@ class Network(pulumi.ComponentResource):
             tags=cfg.labels,
             opts=child,
         )
-        role = aws.iam.Role(
-            f"{name}-flow-logs",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-            tags=cfg.labels,
-            opts=child,
-        )
+        role = service_role(f"{name}-flow-logs", "vpc-flow-logs.amazonaws.com", cfg, child)
         # Write access to this one log group only (least privilege; no logs:* on *).
         aws.iam.RolePolicy(
             f"{name}-flow-logs", role=role.id, policy=group.arn.apply(_flow_logs_role_policy), opts=child
