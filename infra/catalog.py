@@ -11,7 +11,6 @@ OIDs or timestamps).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ __all__ = [
     "SNAPSHOT_KEY",
     "CatalogChange",
     "compare",
-    "digest",
     "snapshot",
     "stamp",
     "stamp_sql",
@@ -137,10 +135,6 @@ def stamp_sql(schemas: tuple[str, ...] = APP_SCHEMAS) -> sql.Composed:
         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = clock_timestamp(), "
         "updated_by = current_user"
     ).format(ledger=sql.Identifier(LEDGER_SCHEMA), key=sql.Literal(SNAPSHOT_KEY), snap=_snapshot_expr(schemas))
-
-
-def digest(snap: Snapshot) -> str:
-    return hashlib.sha256(json.dumps(snap, sort_keys=True).encode()).hexdigest()
 
 
 def compare(expected: Snapshot, actual: Snapshot) -> list[CatalogChange]:

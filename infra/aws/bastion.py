@@ -75,7 +75,7 @@ class Bastion(pulumi.ComponentResource):
                 volume_size=8,
                 delete_on_termination=True,
             ),
-            monitoring=False,
+            monitoring=False,  # detailed (1-minute) CloudWatch metrics: a cost an idle jump host does not need
             tags={**cfg.labels, "Name": f"{cfg.prefix}-bastion"},
             opts=pulumi.ResourceOptions(
                 parent=self,

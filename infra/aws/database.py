@@ -22,7 +22,7 @@ _NO_PERFORMANCE_INSIGHTS = ("micro", "small")
 # (name, value, apply_method). Static parameters must say pending-reboot: RDS reads them back that
 # way, and "immediate" would show as a change on every preview.
 PARAMETERS: tuple[tuple[str, str, str], ...] = (
-    ("rds.force_ssl", "1", "immediate"),  # FSBP RDS.? / CIS: TLS for every connection
+    ("rds.force_ssl", "1", "immediate"),  # TLS for every connection (policy rds-force-ssl)
     ("log_connections", "1", "immediate"),
     ("log_disconnections", "1", "immediate"),
     ("log_statement", "ddl", "immediate"),  # schema changes are audited; DML is not (volume, PII)
