@@ -52,6 +52,7 @@ integration: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports  # the stages point one way (pyproject [tool.importlinter])
 
 typecheck: install
 	$(VENV)/bin/mypy

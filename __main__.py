@@ -1,5 +1,5 @@
 """Pulumi entry point: load config, declare the AWS or GCP stack, export the output contract."""
 
-from infra.program import main
+from infra.provision.program import main
 
 main()

@@ -33,7 +33,7 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from infra.localpg import LocalPostgres  # noqa: E402
+from infra.local.pg import LocalPostgres  # noqa: E402
 from tests.fixtures.proxy import TcpProxy  # noqa: E402
 
 DBMATE_VERSION = "2.36.0"

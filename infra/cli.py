@@ -1,15 +1,17 @@
 """``python -m infra <command>``: argument parsing and the one place errors become exit codes.
 
-Exit codes (a documented contract, see README "Exit codes"):
+Exit codes (a documented contract, see README "Exit codes"; defined by :class:`infra.errors.ExitCode`):
 
     0  ok
-    1  error (bad input, refused action, failed migration, unreachable database, ...)
+    1  error (bad input, refused action, failed migration, unreachable database, could not check)
     2  something to act on: migrations pending (``status --exit-code``) or drift found (``drift``)
-  130  interrupted (Ctrl-C)
+   64  the command line is wrong (usage)
+  130  interrupted (Ctrl-C, SIGTERM)
 
-Each command module exposes ``register(subparsers)``, which adds its sub-commands with
+Each stage's command module exposes ``register(subparsers)``, which adds its sub-commands with
 ``set_defaults(handler=...)``; a handler takes the parsed ``argparse.Namespace`` and returns an
-exit code. Handlers print reports to stdout; diagnostics go to stderr through ``logging``.
+exit code. Handlers print reports to stdout; diagnostics go to stderr through ``logging``. An
+error is printed as one line; ``--traceback`` shows the stack as well, for a bug report.
 """
 
 from __future__ import annotations
@@ -18,27 +20,24 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from infra.errors import InfraError
+from infra.errors import ExitCode, InfraError
 
-__all__ = ["EXIT_ATTENTION", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "Handler", "main"]
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_ATTENTION = 2  # pending migrations or drift: a scheduler acts on it
-EXIT_INTERRUPTED = 130
+__all__ = ["Handler", "build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
-# Modules that contribute sub-commands; each has register(subparsers).
+# The stages' command modules, in pipeline order; each has register(subparsers). The migration
+# engine's verbs are registered by the post-deploy stage, which adds `--stack` to them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "infra.synth",
-    "infra.postdeploy_cli",
-    "infra.drift",
-    "infra.migrations.cli",
-    "infra.seed_cli",
+    "infra.provision.synth",
+    "infra.postdeploy.cli",
+    "infra.postdeploy.seed_cli",
+    "infra.local.cli",
+    "infra.drift.cli",
 )
 
 _log = logging.getLogger("infra")
@@ -48,13 +47,28 @@ class _Registrar(Protocol):
     def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
 
 
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error; 2 means "drift found" here, so usage errors raise instead."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        raise _UsageError(f"{self.prog}: error: {message}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m infra",
         description="Private PostgreSQL 16 on AWS or GCP: synth, migrate, drift, local demo.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more diagnostics on stderr")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.add_argument("--traceback", action="store_true", help="on an error, show the stack (for a bug report)")
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
     for name in COMMAND_MODULES:
         module: _Registrar = importlib.import_module(name)
         module.register(subparsers)
@@ -63,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return ExitCode.USAGE
     logging.basicConfig(
         level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -73,8 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except InfraError as exc:
+        if args.traceback:
+            traceback.print_exc(file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED

@@ -1,6 +1,6 @@
 """The stack outputs: what provisioning promises the post-deploy step, one shape for AWS and GCP.
 
-``pulumi up`` exports exactly the fields of :class:`StackOutputs` (see ``infra.program``);
+``pulumi up`` exports exactly the fields of :class:`StackOutputs` (see ``infra.provision.program``);
 ``migrate``, ``tunnel`` and ``drift`` read them back only through :meth:`StackOutputs.parse`,
 which names the output that is missing or malformed.
 """
@@ -11,12 +11,25 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from infra.enums import BastionMode, Cloud, Environment
 from infra.errors import ContractError
 
-__all__ = ["OUTPUT_NAMES", "USER_ROLES", "BastionInfo", "StackOutputs"]
+__all__ = [
+    "OUTPUTS_ENV",
+    "OUTPUT_NAMES",
+    "USER_ROLES",
+    "Bastion",
+    "IapBastion",
+    "SshBastion",
+    "SsmBastion",
+    "StackOutputs",
+]
+
+#: Environment variable through which ``pulumi up`` hands the outputs to the in-up migrate command
+#: (the stack's outputs are only written at the end of the update, after the command ran).
+OUTPUTS_ENV = "INFRA_STACK_OUTPUTS"
 
 #: Login users the post-deploy step creates; each has a generated password in the secret store.
 USER_ROLES: tuple[str, ...] = ("migrator", "app", "readonly")
@@ -25,16 +38,41 @@ _MIGRATION_ENTRY = re.compile(r"^[^:/\s]+\.sql:[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
-class BastionInfo:
-    """How to reach the jump host. ``target``: AWS instance id, or GCP instance name."""
+class SsmBastion:
+    """AWS Systems Manager: no inbound port; ``target`` is the instance id."""
 
-    mode: BastionMode
     target: str
-    region: str | None = None  # AWS region, GCP region
-    zone: str | None = None  # GCP only
-    project: str | None = None  # GCP only
-    host: str | None = None  # ssh mode: public address of the bastion
-    user: str | None = None  # ssh mode: login user on the bastion
+    region: str
+    mode: ClassVar[BastionMode] = BastionMode.SSM
+
+
+@dataclass(frozen=True)
+class IapBastion:
+    """GCP Identity-Aware Proxy TCP forwarding with OS Login; ``target`` is the instance name."""
+
+    target: str
+    zone: str
+    project: str
+    region: str | None = None
+    mode: ClassVar[BastionMode] = BastionMode.IAP
+
+
+@dataclass(frozen=True)
+class SshBastion:
+    """Plain OpenSSH to a public address, on either cloud (``region``/``project`` locate the cloud's APIs)."""
+
+    target: str
+    host: str  # public address of the bastion
+    user: str  # login user on the bastion
+    region: str | None = None
+    zone: str | None = None
+    project: str | None = None
+    mode: ClassVar[BastionMode] = BastionMode.SSH
+
+
+#: How to reach the jump host: one of three shapes, each with exactly the fields its tunnel needs
+#: (validated once, by :meth:`StackOutputs.parse`); consumers ``match`` on the class.
+Bastion = SsmBastion | IapBastion | SshBastion
 
 
 @dataclass(frozen=True)
@@ -49,7 +87,7 @@ class StackOutputs:
     db_admin_user: str
     db_admin_secret: str
     db_user_secrets: Mapping[str, str]
-    bastion: BastionInfo
+    bastion: Bastion
     db_ca: str  # AWS: CA identifier (e.g. rds-ca-rsa2048-g1); GCP: the server CA certificate (PEM)
     migrations: tuple[str, ...] = field(default=())
 
@@ -143,33 +181,40 @@ def _enum(kind: type[_E], raw: Mapping[str, object], name: str) -> _E:
         raise ContractError(f"stack output {name!r} is {value!r}; expected one of {allowed}") from None
 
 
-def _bastion(value: object, cloud: Cloud) -> BastionInfo:
+def _bastion(value: object, cloud: Cloud) -> Bastion:
     if not isinstance(value, Mapping):
         raise ContractError(f"stack output 'bastion' must be an object, got {type(value).__name__}")
     mode = _enum(BastionMode, {"bastion.mode": value.get("mode")}, "bastion.mode")
     target = value.get("target")
     if not isinstance(target, str) or not target:
         raise ContractError("stack output 'bastion.target' must be the bastion instance id or name")
-    info = BastionInfo(
-        mode=mode,
-        target=target,
-        region=_opt(value, "region"),
-        zone=_opt(value, "zone"),
-        project=_opt(value, "project"),
-        host=_opt(value, "host"),
-        user=_opt(value, "user"),
-    )
-    needed = {
-        BastionMode.SSM: ("region",),
-        BastionMode.IAP: ("zone", "project"),
-        BastionMode.SSH: ("host", "user"),
-    }[mode]
-    for key in needed:
-        if getattr(info, key) is None:
+
+    def needed(key: str) -> str:
+        item = _opt(value, key)
+        if item is None:
             raise ContractError(f"stack output 'bastion.{key}' is required when bastion.mode is {mode.value!r}")
+        return item
+
+    bastion: Bastion
+    match mode:
+        case BastionMode.SSM:
+            bastion = SsmBastion(target=target, region=needed("region"))
+        case BastionMode.IAP:
+            bastion = IapBastion(
+                target=target, zone=needed("zone"), project=needed("project"), region=_opt(value, "region")
+            )
+        case BastionMode.SSH:
+            bastion = SshBastion(
+                target=target,
+                host=needed("host"),
+                user=needed("user"),
+                region=_opt(value, "region"),
+                zone=_opt(value, "zone"),
+                project=_opt(value, "project"),
+            )
     if (mode is BastionMode.SSM and cloud is not Cloud.AWS) or (mode is BastionMode.IAP and cloud is not Cloud.GCP):
         raise ContractError(f"stack output 'bastion.mode' {mode.value!r} does not exist on {cloud.value}")
-    return info
+    return bastion
 
 
 def _opt(value: Mapping[str, object], key: str) -> str | None:

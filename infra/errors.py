@@ -1,6 +1,6 @@
 """Exceptions raised by the infra package.
 
-The tree (exit codes are mapped in exactly one place, infra/cli.py)::
+The tree; each class carries its exit code (``exit_code``), read in exactly one place, infra/cli.py::
 
     InfraError                      every error this package raises on purpose
     ├── ConfigError                 bad stack configuration (names key, value, allowed, fix)
@@ -23,11 +23,14 @@ and never contain a password. Exceptions have no side effects (no logging in ``_
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 __all__ = [
     "AutomationError",
     "ChecksumMismatch",
     "ConfigError",
     "ContractError",
+    "ExitCode",
     "InfraError",
     "LintBlocked",
     "LockTimeout",
@@ -41,8 +44,20 @@ __all__ = [
 ]
 
 
+class ExitCode(IntEnum):
+    """``python -m infra``'s exit codes: a documented contract a scheduler acts on (README "Exit codes")."""
+
+    OK = 0
+    ERROR = 1  # bad input, refused action, failed migration, unreachable database, could not check
+    ATTENTION = 2  # something to act on: migrations pending (``status --exit-code``) or drift found
+    USAGE = 64  # the command line itself is wrong (sysexits EX_USAGE; not 2, which means drift)
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM
+
+
 class InfraError(Exception):
     """Base class: every error this package raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.ERROR
 
 
 class ConfigError(InfraError):

@@ -21,16 +21,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from infra.cli import EXIT_ATTENTION, EXIT_ERROR, EXIT_OK
 from infra.enums import Environment
+from infra.errors import ExitCode
 from infra.migrations import commands
 from infra.migrations.connection import add_libpq_arguments, spec_from_args
 from infra.migrations.ledger import LockHolder
 from infra.migrations.runner import RunOptions
 from infra.migrations.source import Migration
-from infra.postdeploy_cli import add_stack_arguments, stack_aware
 
-__all__ = ["register"]
+__all__ = ["ArgumentsHook", "PrintProgress", "Wrap", "register"]
+
+Handler = Callable[[argparse.Namespace], int]
+#: How a later stage wraps a verb's handler (post-deploy: ``--stack`` goes through the bastion).
+Wrap = Callable[[str, Handler], Handler]
+#: Options a later stage adds to every verb (post-deploy: how to reach a stack).
+ArgumentsHook = Callable[[argparse.ArgumentParser], None]
 
 
 class PrintProgress:
@@ -53,7 +58,7 @@ class PrintProgress:
         print(f"done ({ms:.0f} ms)", file=self.stream, flush=True)
 
 
-def _connection_args(p: argparse.ArgumentParser) -> None:
+def _connection_args(p: argparse.ArgumentParser, extra_arguments: ArgumentsHook | None) -> None:
     add_libpq_arguments(p, "connection (default: libpq environment variables)")
     p.add_argument("--migrations-dir", type=Path, default=commands.DEFAULT_MIGRATIONS_DIR)
     p.add_argument(
@@ -66,7 +71,8 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
         help="Pulumi stack: without --host/--dsn, connect through its bastion from its outputs and secrets "
         "(migrate --stack runs the whole post-deploy path); also what rollback --confirm must repeat",
     )
-    add_stack_arguments(p)
+    if extra_arguments is not None:
+        extra_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.add_argument("--lock-wait", type=float, default=60.0, help="seconds to wait for the lock (60)")
     p.add_argument("--lock-timeout", default="5s", help="lock_timeout per migration (5s)")
@@ -74,8 +80,10 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lock-retries", type=int, default=3, help="retries after a lock timeout (3)")
 
 
-def _target(args: argparse.Namespace) -> commands.Target:
-    spec = getattr(args, "stack_spec", None) or spec_from_args(args)  # set by postdeploy_cli.stack_aware for --stack
+def _context(args: argparse.Namespace) -> commands.MigrationContext:
+    spec = getattr(args, "stack_spec", None) or spec_from_args(
+        args
+    )  # set by infra.postdeploy.cli.stack_aware for --stack
     options = RunOptions(
         lock_wait=args.lock_wait,
         lock_timeout=args.lock_timeout,
@@ -85,7 +93,7 @@ def _target(args: argparse.Namespace) -> commands.Target:
         rebuild_invalid_indexes=getattr(args, "rebuild_invalid_indexes", False),
         retry_failed=getattr(args, "retry_failed", False),
     )
-    return commands.Target(
+    return commands.MigrationContext(
         connection=spec,
         migrations_dir=args.migrations_dir,
         environment=Environment(args.environment) if args.environment else None,
@@ -118,7 +126,7 @@ def _dump(obj: object) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    result = commands.migrate(_target(args), to=args.target, dry_run=args.dry_run, progress=_progress(args))
+    result = commands.migrate(_context(args), to=args.target, dry_run=args.dry_run, progress=_progress(args))
     if args.json:
         _dump(result)
     elif args.dry_run:
@@ -128,11 +136,11 @@ def _migrate(args: argparse.Namespace) -> int:
     else:
         total = sum(s.ms for s in result.applied)
         print(f"{len(result.applied)} migration(s) applied in {total:.0f} ms (run {result.run_id})")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _status(args: argparse.Namespace) -> int:
-    result = commands.status(_target(args))
+    result = commands.status(_context(args))
     if args.json:
         _dump(result)
     else:
@@ -151,26 +159,26 @@ def _status(args: argparse.Namespace) -> int:
         env = result.environment or "unstamped"
         print(f"{len(result.applied)} applied, {len(result.pending)} pending, environment {env}")
     if result.problems:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     if args.exit_code and result.pending:
-        return EXIT_ATTENTION
-    return EXIT_OK
+        return ExitCode.ATTENTION
+    return ExitCode.OK
 
 
 def _validate(args: argparse.Namespace) -> int:
-    result = commands.validate(_target(args))
+    result = commands.validate(_context(args))
     if args.json:
         _dump(result)
     else:
         print(f"ok: {result.files} file(s), {result.applied} applied, {len(result.pending)} pending")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _plan(args: argparse.Namespace) -> int:
-    result = commands.plan(_target(args), to=args.target)
+    result = commands.plan(_context(args), to=args.target)
     if args.json:
         _dump(result)
-        return EXIT_OK
+        return ExitCode.OK
     if not result.items:
         print("nothing pending")
     for item in result.items:
@@ -188,31 +196,31 @@ def _plan(args: argparse.Namespace) -> int:
         print()
     if result.blocking:
         print(f"{len(result.blocking)} lint finding(s) would block migrate on production")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _rollback(args: argparse.Namespace) -> int:
     result = commands.rollback(
-        _target(args), to=args.to, confirm=args.confirm, reason=args.reason or "", progress=_progress(args)
+        _context(args), to=args.to, confirm=args.confirm, reason=args.reason or "", progress=_progress(args)
     )
     if args.json:
         _dump(result)
     else:
         print(f"{len(result.rolled_back)} migration(s) rolled back (run {result.run_id})")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _baseline(args: argparse.Namespace) -> int:
-    result = commands.baseline(_target(args), version=args.version, reason=args.reason or "")
+    result = commands.baseline(_context(args), version=args.version, reason=args.reason or "")
     if args.json:
         _dump(result)
     else:
         print(f"baseline: {len(result.versions)} migration(s) recorded as applied, none run")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _repair(args: argparse.Namespace) -> int:
-    result = commands.repair(_target(args), version=args.version, reason=args.reason, forget=args.forget)
+    result = commands.repair(_context(args), version=args.version, reason=args.reason, forget=args.forget)
     if args.json:
         _dump(result)
     elif result.action == "forget":
@@ -220,11 +228,11 @@ def _repair(args: argparse.Namespace) -> int:
     else:
         old, new = (result.old_checksum or "")[:12], (result.new_checksum or "")[:12]
         print(f"version {result.version}: checksum {old} -> {new} accepted (audited, run {result.run_id})")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _lint(args: argparse.Namespace) -> int:
-    versions = commands.pending_versions(_target(args)) if args.pending else None
+    versions = commands.pending_versions(_context(args)) if args.pending else None
     result = commands.lint(args.migrations_dir, versions=versions)
     if args.json:
         _dump(result)
@@ -233,14 +241,21 @@ def _lint(args: argparse.Namespace) -> int:
             print(finding.describe())
         blocking = len(result.blocking)
         print(f"{len(result.files)} file(s) linted, {len(result.findings)} finding(s), {blocking} not allowed")
-    return EXIT_ERROR if result.blocking else EXIT_OK
+    return ExitCode.ERROR if result.blocking else ExitCode.OK
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    *,
+    wrap: Wrap | None = None,
+    extra_arguments: ArgumentsHook | None = None,
+) -> None:
+    """Add the engine's verbs. The post-deploy stage passes ``wrap``/``extra_arguments`` for ``--stack``."""
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         p = subparsers.add_parser(name, help=help_text, description=help_text)
-        _connection_args(p)
-        p.set_defaults(handler=stack_aware(name, handler))
+        _connection_args(p, extra_arguments)
+        p.set_defaults(handler=wrap(name, handler) if wrap is not None else handler)
         return p
 
     p = add("migrate", _migrate, "apply pending migrations under the advisory lock")

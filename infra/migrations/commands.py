@@ -1,4 +1,4 @@
-"""The command layer: one plain function per verb, taking a :class:`Target`, returning a result.
+"""The command layer: one plain function per verb, taking a :class:`MigrationContext`, returning a result.
 
 The CLI (``infra/migrations/cli.py``) only parses arguments and prints these results; the
 post-deploy step and the tests call these functions directly. Every refusal (parse error,
@@ -17,10 +17,9 @@ from pathlib import Path
 
 from psycopg import sql
 
-from infra import catalog
 from infra.enums import Environment
 from infra.errors import LintBlocked, MigrationError, SafetyError
-from infra.migrations import ledger, source
+from infra.migrations import catalog, ledger, source
 from infra.migrations import lint as lint_mod
 from infra.migrations.connection import ConnectionSpec, connect
 from infra.migrations.ledger import LEDGER_SCHEMA, AppliedMigration
@@ -39,17 +38,18 @@ from infra.migrations.runner import (
     raise_problems,
 )
 from infra.migrations.source import Migration
+from infra.paths import MIGRATIONS_DIR
 
 __all__ = [
     "BaselineResult",
     "LintResult",
     "MigrateResult",
+    "MigrationContext",
     "PlanItem",
     "PlanResult",
     "RepairResult",
     "RollbackResult",
     "StatusResult",
-    "Target",
     "ValidateResult",
     "apply_for_postdeploy",
     "baseline",
@@ -68,7 +68,7 @@ DEFAULT_MIGRATIONS_DIR = Path("schema/migrations")
 
 
 @dataclass(frozen=True)
-class Target:
+class MigrationContext:
     """What every command needs: where the database is, where the files are, which environment."""
 
     connection: ConnectionSpec
@@ -167,7 +167,7 @@ class LintResult:
 
 
 @contextlib.contextmanager
-def _runner(target: Target, progress: Progress | None) -> Iterator[Runner]:
+def _runner(target: MigrationContext, progress: Progress | None) -> Iterator[Runner]:
     run_id = new_run_id()
     conn = connect(target.connection, run_id)
     try:
@@ -177,7 +177,7 @@ def _runner(target: Target, progress: Progress | None) -> Iterator[Runner]:
         conn.close()
 
 
-def _load(target: Target) -> tuple[Migration, ...]:
+def _load(target: MigrationContext) -> tuple[Migration, ...]:
     """The target's migrations; a missing directory is an error here (an empty one is not):
     against a database, a wrong --migrations-dir would otherwise read as "every file deleted"."""
     if not target.migrations_dir.is_dir():
@@ -187,11 +187,11 @@ def _load(target: Target) -> tuple[Migration, ...]:
     return source.load(target.migrations_dir)
 
 
-def _is_production(target: Target, stamped: str | None) -> bool:
+def _is_production(target: MigrationContext, stamped: str | None) -> bool:
     return target.environment == Environment.PRODUCTION or stamped == Environment.PRODUCTION.value
 
 
-def _check_environment(runner: Runner, target: Target, stamped: str | None) -> str | None:
+def _check_environment(runner: Runner, target: MigrationContext, stamped: str | None) -> str | None:
     """Refuse a non-production run on a database stamped production; stamp a new environment."""
     wanted = target.environment.value if target.environment else None
     if stamped == Environment.PRODUCTION.value and wanted not in (None, stamped):
@@ -214,7 +214,7 @@ def _lint_gate(migrations: Sequence[Migration]) -> tuple[Finding, ...]:
 
 
 def migrate(
-    target: Target,
+    target: MigrationContext,
     *,
     to: int | None = None,
     dry_run: bool = False,
@@ -275,7 +275,7 @@ def _apply(runner: Runner, validation: Validation, todo: Sequence[Migration], op
     return steps
 
 
-def status(target: Target) -> StatusResult:
+def status(target: MigrationContext) -> StatusResult:
     """What is applied, what is pending, and any disagreement (never raises for those)."""
     migrations = _load(target)
     with _runner(target, None) as runner:
@@ -289,7 +289,7 @@ def status(target: Target) -> StatusResult:
     )
 
 
-def validate(target: Target) -> ValidateResult:
+def validate(target: MigrationContext) -> ValidateResult:
     """Files parse and agree with the ledger. Raises ``ValidationError`` naming each file and fix."""
     migrations = _load(target)
     with _runner(target, None) as runner:
@@ -299,7 +299,7 @@ def validate(target: Target) -> ValidateResult:
     return ValidateResult(len(migrations), len(rows), tuple(m.label for m in validation.todo()))
 
 
-def plan(target: Target, *, to: int | None = None) -> PlanResult:
+def plan(target: MigrationContext, *, to: int | None = None) -> PlanResult:
     """The pending migrations: SQL, directives, lock modes and lint findings. Writes nothing."""
     migrations = _load(target)
     with _runner(target, None) as runner:
@@ -333,7 +333,7 @@ def plan(target: Target, *, to: int | None = None) -> PlanResult:
 
 
 def rollback(
-    target: Target,
+    target: MigrationContext,
     *,
     to: int,
     confirm: str | None = None,
@@ -372,7 +372,9 @@ def rollback(
         return RollbackResult(runner.run_id, tuple(steps))
 
 
-def baseline(target: Target, *, version: int, reason: str = "", progress: Progress | None = None) -> BaselineResult:
+def baseline(
+    target: MigrationContext, *, version: int, reason: str = "", progress: Progress | None = None
+) -> BaselineResult:
     """Adopt an existing database: record every file up to ``version`` as applied, run nothing.
 
     Refuses when the ledger already has rows.
@@ -409,7 +411,7 @@ def baseline(target: Target, *, version: int, reason: str = "", progress: Progre
         return BaselineResult(runner.run_id, tuple(m.version for m in migrations))
 
 
-def repair(target: Target, *, version: int, reason: str, forget: bool = False) -> RepairResult:
+def repair(target: MigrationContext, *, version: int, reason: str, forget: bool = False) -> RepairResult:
     """The audited way to accept a changed file (or ``forget`` a ledger row): who, why, when.
 
     Accepting sets the ledger checksum (and name) to the file's; ``forget`` deletes the row of a
@@ -496,7 +498,7 @@ def lint(migrations_dir: Path, *, versions: Sequence[int] | None = None) -> Lint
     return LintResult(tuple(m.filename for m in migrations), lint_mod.lint(migrations))
 
 
-def pending_versions(target: Target) -> tuple[int, ...]:
+def pending_versions(target: MigrationContext) -> tuple[int, ...]:
     """Versions not yet applied (for ``lint --pending``)."""
     migrations = _load(target)
     with _runner(target, None) as runner:
@@ -505,8 +507,6 @@ def pending_versions(target: Target) -> tuple[int, ...]:
 
 
 # -- the post-deploy step's entry points (infra/postdeploy.py) -------------------------------------
-
-PROJECT_MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schema" / "migrations"
 
 
 def apply_for_postdeploy(
@@ -518,11 +518,11 @@ def apply_for_postdeploy(
     progress: Progress | None = None,
 ) -> tuple[str, ...]:
     """Apply the project's migrations through the tunnel; the labels applied."""
-    target = Target(spec, migrations_dir or PROJECT_MIGRATIONS_DIR, environment, stack)
+    target = MigrationContext(spec, migrations_dir or MIGRATIONS_DIR, environment, stack)
     return tuple(f"{s.version:04d}_{s.name}" for s in migrate(target, progress=progress).applied)
 
 
 def pending_for_postdeploy(spec: ConnectionSpec, *, migrations_dir: Path | None = None) -> tuple[str, ...]:
     """The labels a migrate would apply (validates; takes no lock, writes nothing)."""
-    target = Target(spec, migrations_dir or PROJECT_MIGRATIONS_DIR)
+    target = MigrationContext(spec, migrations_dir or MIGRATIONS_DIR)
     return migrate(target, dry_run=True).planned

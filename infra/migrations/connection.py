@@ -1,4 +1,6 @@
-"""How the migration engine reaches a database: one frozen :class:`ConnectionSpec` for every command.
+"""How anything here reaches a database: one frozen :class:`ConnectionSpec`, with :meth:`~ConnectionSpec.connect`.
+
+The engine, the post-deploy path, the local demo, seed/reset and drift all pass this one value.
 
 The post-deploy step builds it from the tunnel (``host`` = the private endpoint name so
 ``sslmode=verify-full`` checks the real certificate, ``hostaddr`` = 127.0.0.1, ``port`` = the
@@ -70,6 +72,32 @@ class ConnectionSpec:
             "keepalives_count": self.keepalives_count,
         }
         return {k: str(v) for k, v in values.items() if v is not None}
+
+    def public(self) -> dict[str, str]:
+        """The parameters a person passes to psql, without the password (safe to print)."""
+        values = {
+            "host": self.host,
+            "hostaddr": self.hostaddr,
+            "port": self.port,
+            "dbname": self.dbname,
+            "user": self.user,
+            "sslmode": self.sslmode,
+            "sslrootcert": self.sslrootcert,
+            "service": self.service,
+        }
+        return {k: str(v) for k, v in values.items() if v is not None}
+
+    def connect(self, *, application_name: str = "infra", **kwargs: Any) -> psycopg.Connection[Any]:
+        """A psycopg connection (``kwargs``: ``autocommit`` and the like); psycopg errors propagate.
+
+        The migration engine uses :func:`connect` instead, which wraps errors and names the run.
+        """
+        params: dict[str, Any] = dict(self.params(application_name))
+        if self.application_name is None:
+            params["application_name"] = application_name
+        if self.password is not None:
+            params["password"] = self.password()
+        return psycopg.connect(**params, **kwargs)
 
     def describe(self) -> str:
         """``user@host:port/dbname`` for messages (never the password)."""

@@ -32,9 +32,8 @@ from typing import Any, Protocol
 import psycopg
 from psycopg import pq, sql
 
-from infra import catalog
 from infra.errors import ChecksumMismatch, LockTimeout, MigrationError, ValidationError
-from infra.migrations import ledger
+from infra.migrations import catalog, ledger
 from infra.migrations.ledger import LEDGER_SCHEMA, AppliedMigration, LockHolder
 from infra.migrations.source import Migration, Statement
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from infra.contract import OUTPUT_NAMES, StackOutputs
-from infra.enums import BastionMode, Cloud
+from infra.contract import OUTPUT_NAMES, SsmBastion, StackOutputs
+from infra.enums import Cloud
 from infra.errors import ContractError
 
 SHA = "a" * 64
@@ -30,7 +30,7 @@ AWS: dict[str, Any] = {
 def test_round_trip() -> None:
     parsed = StackOutputs.parse(AWS)
     assert parsed.cloud is Cloud.AWS
-    assert parsed.bastion.mode is BastionMode.SSM
+    assert isinstance(parsed.bastion, SsmBastion)
     assert parsed.to_json() == AWS
     assert tuple(AWS) == OUTPUT_NAMES
 
