@@ -94,7 +94,9 @@ class LocalDemo:
 
     def postgres(self, port: int | None = None) -> LocalPostgres:
         # WAL archived under the demo's root: what `restore-drill --local` restores from (infra/local/backup.py)
-        return LocalPostgres(self.root / "pg", port=port, server_names=(TLS_NAME,), settings=archive_settings(self.root))
+        return LocalPostgres(
+            self.root / "pg", port=port, server_names=(TLS_NAME,), settings=archive_settings(self.root)
+        )
 
     def jump_host(self, pg_port: int, port: int | None = None) -> JumpHost:
         return JumpHost(self.root / "jumphost", permit_open=f"127.0.0.1:{pg_port}", port=port)
