@@ -50,6 +50,7 @@ __all__ = [
     "archive_state",
     "ensure_base_backup",
     "restore_cluster",
+    "seal_archive",
     "switch_wal",
 ]
 
@@ -174,6 +175,19 @@ def switch_wal(pg: LocalPostgres, timeout: float = 30.0) -> dt.datetime:
             if time.monotonic() >= deadline:
                 raise InfraError(f"wal segment {segment} was not archived within {timeout:.0f}s; see {pg.log_path}")
             time.sleep(0.05)
+
+
+def seal_archive(pg: LocalPostgres, timeout: float = 30.0) -> dt.datetime:
+    """Commit an empty transaction and archive it: a commit after every time up to now.
+
+    Recovery to a ``recovery_target_time`` stops at the first commit past that time and fails
+    when the archive holds none ("recovery ended before configured recovery target was
+    reached"); on a live server traffic and ``archive_timeout`` provide it. Taking a transaction
+    id makes the commit write a WAL record; nothing else is written.
+    """
+    with _superuser(pg) as conn, conn.transaction():
+        conn.execute("SELECT pg_current_xact_id()")
+    return switch_wal(pg, timeout)
 
 
 def _copy_data_dir(source: Path, target: Path) -> None:

@@ -1,6 +1,9 @@
 """The local drill, for real: the demo's base backup and archived WAL, recovered into a second cluster.
 
-The window runs from the end of the base backup (``local up`` takes it before migrating) to the
+An explicit time needs a commit after it in the archive (recovery stops at the first commit past the
+target, and fails when none is archived): the drill commits an empty transaction and archives it
+first, which traffic and ``archive_timeout`` do on a live server. The window runs from the end of
+the base backup (``local up`` takes it before migrating) to the
 newest archived WAL segment (``pg_stat_archiver.last_archived_time``; the demo archives at least
 once a minute). The source's ledger and exact row counts come through the superuser's Unix socket;
 the copy is reached over TLS ``verify-full`` as ``migrator`` and ``readonly`` with the demo's own
@@ -66,6 +69,8 @@ def run_local_drill(
     started_at = clock()
     base, window = local_window(demo, source_pg)
     restore_point(requested, window, started_at)
+    if requested is not None:
+        backup.seal_archive(source_pg)  # recovery stops at the first commit after the time: archive one
     with psycopg.connect(source_pg.superuser_conninfo(DB_NAME), autocommit=True) as conn:
         source = read_source(conn, exact=True)
     restored_to, point = restore_point(requested, window, clock())
