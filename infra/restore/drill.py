@@ -29,12 +29,13 @@ from infra.errors import ContractError, InfraError
 from infra.postdeploy.run import Route
 from infra.postdeploy.stack import StackContext
 from infra.postdeploy.tunnel import Tunnel
-from infra.restore.checks import read_source, verify_copy
+from infra.restore import checks
+from infra.restore.checks import SourceFacts, read_source
 from infra.restore.report import DrillReport
 from infra.restore.restorer import CopyEndpoint, Restorer
 from infra.restore.window import restore_point
 
-__all__ = ["DEFAULT_WAIT_MINUTES", "restorer_for", "run_stack_drill"]
+__all__ = ["DEFAULT_WAIT_MINUTES", "restorer_for", "run_stack_drill", "stack_source", "tunnel_factory"]
 
 _log = logging.getLogger(__name__)
 
@@ -91,6 +92,15 @@ def _ca_bundle(base: Path, extra: str) -> Path:
     return path
 
 
+def stack_source(ctx: StackContext) -> SourceFacts:
+    """The source's ledger and row estimates, as ``migrator`` through the stack's own tunnel."""
+    with ctx.tunnel:
+        route = Route(ctx.outputs.db_host, ctx.tunnel.local_port, ctx.outputs.db_name, ctx.ca_file)
+        migrator = route.params(ctx.credentials.user("migrator"))
+        with migrator.connect(autocommit=True, application_name="restore-drill") as conn:
+            return read_source(conn, exact=False)
+
+
 def run_stack_drill(
     stack: str,
     ctx: StackContext,
@@ -100,17 +110,14 @@ def run_stack_drill(
     open_tunnel: TunnelFactory,
     keep: bool = False,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    read_source_of: Callable[[StackContext], SourceFacts] | None = None,
 ) -> DrillReport:
     """One drill on ``stack``; RestoreError when no usable copy could be made (nothing is left behind)."""
+    read_source_of = read_source_of or stack_source
     started_at = clock()
     window = restorer.window()
     restore_point(requested, window, started_at)  # outside the window: fail before anything else
-    with ctx.tunnel:
-        route = Route(ctx.outputs.db_host, ctx.tunnel.local_port, ctx.outputs.db_name, ctx.ca_file)
-        with route.params(ctx.credentials.user("migrator")).connect(
-            autocommit=True, application_name="restore-drill"
-        ) as conn:
-            source = read_source(conn, exact=False)
+    source = read_source_of(ctx)
     copy = restorer.copy_name(started_at)
     restored_to, point = restore_point(requested, window, clock())
     began = time.monotonic()
@@ -122,7 +129,7 @@ def run_stack_drill(
         ca_file = _ca_bundle(ctx.ca_file, endpoint.ca_pem)
         with open_tunnel(endpoint.address, endpoint.port) as tunnel:
             copy_route = Route(endpoint.tls_name, tunnel.local_port, ctx.outputs.db_name, ca_file)
-            checks, rows = verify_copy(
+            results, rows = checks.verify_copy(
                 copy_route.params(ctx.credentials.user("migrator")),
                 copy_route.params(ctx.credentials.user("readonly")),
                 source,
@@ -149,7 +156,7 @@ def run_stack_drill(
         started_at=started_at,
         rpo_seconds=(started_at - window.newest).total_seconds(),
         rto_seconds=rto,
-        checks=(endpoint.placement, *checks),
+        checks=(endpoint.placement, *results),
         row_counts=rows,
         cleanup=cleanup,
     )
