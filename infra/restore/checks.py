@@ -46,6 +46,7 @@ __all__ = [
     "compare_ledgers",
     "count_copy",
     "plausible_counts",
+    "read_source",
     "verify_copy",
 ]
 
@@ -226,19 +227,40 @@ def plausible_counts(copy: CopyCounts, source: SourceFacts) -> tuple[Check, tupl
 def verify_copy(
     migrator: ConnectionSpec, readonly: ConnectionSpec, source: SourceFacts, point: RestorePoint
 ) -> tuple[tuple[Check, ...], tuple[RowCount, ...]]:
-    """Every check on the copy reached through ``migrator`` and ``readonly`` connection parameters."""
+    """Every check on the copy reached through ``migrator`` and ``readonly`` connection parameters.
+
+    A login that fails (a password rotated after the restore time is not in the copy) is a failed
+    check, not a crash: the report still prints and the copy is still deleted.
+    """
     checks: list[Check] = []
-    with migrator.connect(autocommit=True, application_name="restore-drill") as conn:
-        ledger, _environment = read_ledger(conn)
-        checks.append(compare_ledgers(ledger, source.ledger, point))
-        checks.append(catalog_check(conn, ledger))
-        counts = count_copy(conn)
-    counted, rows = plausible_counts(counts, source)
-    checks.append(counted)
-    with readonly.connect(autocommit=True, application_name="restore-drill") as conn:
-        result = verify_readonly(conn, tenant=counts.sample_tenant, tenant_users=counts.sample_users)
-    checks += [Check(f"readonly {c.name}", c.ok, c.detail) for c in result.checks]
+    rows: tuple[RowCount, ...] = ()
+    counts: CopyCounts | None = None
+    try:
+        with migrator.connect(autocommit=True, application_name="restore-drill") as conn:
+            ledger, _environment = read_ledger(conn)
+            checks.append(compare_ledgers(ledger, source.ledger, point))
+            checks.append(catalog_check(conn, ledger))
+            counts = count_copy(conn)
+    except psycopg.Error as exc:
+        checks.append(Check("migrator", False, f"{type(exc).__name__}: {_first_line(exc)}"))
+    if counts is not None:
+        counted, rows = plausible_counts(counts, source)
+        checks.append(counted)
+    try:
+        with readonly.connect(autocommit=True, application_name="restore-drill") as conn:
+            result = verify_readonly(
+                conn,
+                tenant=counts.sample_tenant if counts else None,
+                tenant_users=counts.sample_users if counts else None,
+            )
+        checks += [Check(f"readonly {c.name}", c.ok, c.detail) for c in result.checks]
+    except psycopg.Error as exc:
+        checks.append(Check("readonly", False, f"{type(exc).__name__}: {_first_line(exc)}"))
     return tuple(checks), rows
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or ["no detail"])[0][:300]
 
 
 def read_source(conn: psycopg.Connection[Any], *, exact: bool) -> SourceFacts:
