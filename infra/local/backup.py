@@ -46,6 +46,7 @@ __all__ = [
     "ArchiveState",
     "BaseBackup",
     "RecoveryError",
+    "archive_now",
     "archive_settings",
     "archive_state",
     "ensure_base_backup",
@@ -175,6 +176,12 @@ def switch_wal(pg: LocalPostgres, timeout: float = 30.0) -> dt.datetime:
             if time.monotonic() >= deadline:
                 raise InfraError(f"wal segment {segment} was not archived within {timeout:.0f}s; see {pg.log_path}")
             time.sleep(0.05)
+
+
+def archive_now(pg: LocalPostgres) -> None:
+    """Archive the current WAL segment when archiving is on (``local up`` ends with it)."""
+    if archive_state(pg).archiving:
+        switch_wal(pg)
 
 
 def seal_archive(pg: LocalPostgres, timeout: float = 30.0) -> dt.datetime:

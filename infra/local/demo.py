@@ -34,7 +34,7 @@ from psycopg import sql
 
 from infra.enums import Environment
 from infra.errors import InfraError, ToolMissing
-from infra.local.backup import archive_settings, ensure_base_backup
+from infra.local.backup import archive_now, archive_settings, ensure_base_backup
 from infra.local.jumphost import JumpHost, find_sshd, stop_pid_file
 from infra.local.pg import LocalPostgres, pg_bin
 from infra.migrations.connection import ConnectionSpec
@@ -198,6 +198,7 @@ class LocalDemo:
             seed=seed_step if seed_step is not None else _default_seed(),
             **run,
         )
+        archive_now(pg)  # the migrated state restorable at once, not after archive_timeout
         return report
 
     def down(self) -> list[str]:

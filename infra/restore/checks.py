@@ -242,7 +242,7 @@ def verify_copy(
             checks.append(catalog_check(conn, ledger))
             counts = count_copy(conn)
     except psycopg.Error as exc:
-        checks.append(Check("migrator", False, f"{type(exc).__name__}: {_first_line(exc)}"))
+        checks.append(Check("migrator", False, f"{type(exc).__name__}: {_first_line(exc)}{_LOGIN_HINT}"))
     if counts is not None:
         counted, rows = plausible_counts(counts, source)
         checks.append(counted)
@@ -255,8 +255,14 @@ def verify_copy(
             )
         checks += [Check(f"readonly {c.name}", c.ok, c.detail) for c in result.checks]
     except psycopg.Error as exc:
-        checks.append(Check("readonly", False, f"{type(exc).__name__}: {_first_line(exc)}"))
+        checks.append(Check("readonly", False, f"{type(exc).__name__}: {_first_line(exc)}{_LOGIN_HINT}"))
     return tuple(checks), rows
+
+
+_LOGIN_HINT = (
+    " (at the restore time this login may not exist yet, or have had another password: "
+    "the copy holds the roles of that moment)"
+)
 
 
 def _first_line(exc: BaseException) -> str:
