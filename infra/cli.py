@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "infra.postdeploy.seed_cli",
     "infra.local.cli",
     "infra.drift.cli",
+    "infra.restore.cli",
 )
 
 _log = logging.getLogger("infra")

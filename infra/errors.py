@@ -10,6 +10,8 @@ The tree; each class carries its exit code (``exit_code``), read in exactly one 
     ├── SecretError                 a secret could not be resolved
     ├── AutomationError             the Pulumi CLI / Automation API failed
     ├── SafetyError                 a guarded action was refused (production, missing --confirm)
+    ├── RestoreError                the restore drill could not restore (no backup, PITR off, time
+    │                               outside the window, a copy that never became available)
     └── MigrationError              the migration engine refused or failed
         ├── MigrationParseError     a file could not be parsed (file and line)
         ├── ValidationError         ledger and files disagree (changed, missing, out of order)
@@ -36,6 +38,7 @@ __all__ = [
     "LockTimeout",
     "MigrationError",
     "MigrationParseError",
+    "RestoreError",
     "SafetyError",
     "SecretError",
     "ToolMissing",
@@ -93,6 +96,10 @@ class AutomationError(InfraError):
 
 class SafetyError(InfraError):
     """A guarded action was refused: production stack, or a missing confirmation."""
+
+
+class RestoreError(InfraError):
+    """The restore drill could not produce a usable copy (the message names why and the fix)."""
 
 
 class MigrationError(InfraError):

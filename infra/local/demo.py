@@ -34,6 +34,7 @@ from psycopg import sql
 
 from infra.enums import Environment
 from infra.errors import InfraError, ToolMissing
+from infra.local.backup import archive_now, archive_settings, ensure_base_backup
 from infra.local.jumphost import JumpHost, find_sshd, stop_pid_file
 from infra.local.pg import LocalPostgres, pg_bin
 from infra.migrations.connection import ConnectionSpec
@@ -92,7 +93,10 @@ class LocalDemo:
     # -- parts ---------------------------------------------------------------------------------
 
     def postgres(self, port: int | None = None) -> LocalPostgres:
-        return LocalPostgres(self.root / "pg", port=port, server_names=(TLS_NAME,))
+        # WAL archived under the demo's root: what `restore-drill --local` restores from (infra/local/backup.py)
+        return LocalPostgres(
+            self.root / "pg", port=port, server_names=(TLS_NAME,), settings=archive_settings(self.root)
+        )
 
     def jump_host(self, pg_port: int, port: int | None = None) -> JumpHost:
         return JumpHost(self.root / "jumphost", permit_open=f"127.0.0.1:{pg_port}", port=port)
@@ -177,6 +181,7 @@ class LocalDemo:
         if not pg.running():
             pg.start()
         self._provision(pg, creds)
+        ensure_base_backup(pg, self.root)  # before the migrations: the drill restores to any time after
         if previous is not None and previous.sshd_pid is not None:
             stop_pid_file(self.root / "jumphost" / "sshd.pid")  # a fresh jump host each time: new port
         jump = self.jump_host(pg.port)
@@ -193,6 +198,7 @@ class LocalDemo:
             seed=seed_step if seed_step is not None else _default_seed(),
             **run,
         )
+        archive_now(pg)  # the migrated state restorable at once, not after archive_timeout
         return report
 
     def down(self) -> list[str]:

@@ -197,6 +197,12 @@ class ProjectMocks(pulumi.runtime.Mocks):
         state.update(versionId=version, versionStages=["AWSCURRENT"], secretArn=state.get("secretId"))
         return f"{state.get('secretId')}|{version}"
 
+    def _rds_named(self, name: str, state: dict[str, Any]) -> str:
+        # subnet and parameter groups: Pulumi autonames them <name>-<7 hex>; the provider's id is the name
+        group_name = state.get("name") or f"{name}-{_short_hash(name, length=7)}"
+        state["name"] = group_name
+        return str(group_name)
+
     def _rds(self, name: str, state: dict[str, Any]) -> str:
         identifier = state.get("identifier") or f"{name}{_short_hash(name, length=7)}"
         address = f"{identifier}.c{_short_hash(name, length=11)}.{self.region}.rds.amazonaws.com"
@@ -363,6 +369,8 @@ class ProjectMocks(pulumi.runtime.Mocks):
         "aws:secretsmanager/secret:Secret": _secret,
         "aws:secretsmanager/secretVersion:SecretVersion": _secret_version,
         "aws:rds/instance:Instance": _rds,
+        "aws:rds/subnetGroup:SubnetGroup": _rds_named,
+        "aws:rds/parameterGroup:ParameterGroup": _rds_named,
         "aws:ec2/instance:Instance": _ec2_instance,
         "aws:iam/role:Role": _iam_role,
         "aws:iam/instanceProfile:InstanceProfile": _instance_profile,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pulumi
+
 from infra.config import StackConfig
 from infra.enums import BastionMode
 from infra.provision.aws.bastion import Bastion
@@ -18,6 +20,7 @@ def deploy(cfg: StackConfig, migrations: tuple[str, ...]) -> ProgramOutputs:
     """Declare the AWS stack; return the output contract."""
     assert cfg.aws is not None
     name = cfg.prefix
+    region = cfg.aws.region
     key = DataKey(f"{name}-data", cfg)
     network = Network(f"{name}-net", cfg)
     database = Database(
@@ -51,4 +54,15 @@ def deploy(cfg: StackConfig, migrations: tuple[str, ...]) -> ProgramOutputs:
         bastion=bastion.info,
         db_ca=cfg.aws.ca_cert_identifier,
         migrations=migrations,
+        db_instance=pulumi.Output.all(
+            database.instance.identifier, database.subnet_group_name, network.db_sg.id, database.parameter_group_name
+        ).apply(
+            lambda v: {
+                "identifier": v[0],
+                "region": region,
+                "subnet_group": v[1],
+                "security_group_ids": [v[2]],
+                "parameter_group": v[3],
+            }
+        ),
     )

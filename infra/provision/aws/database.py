@@ -37,6 +37,8 @@ class Database(pulumi.ComponentResource):
 
     instance: aws.rds.Instance
     admin_secret_arn: pulumi.Output[str]
+    subnet_group_name: pulumi.Output[str]
+    parameter_group_name: pulumi.Output[str]
 
     def __init__(
         self,
@@ -140,6 +142,9 @@ class Database(pulumi.ComponentResource):
                 protect=cfg.production,  # `pulumi destroy` cannot take the production database
             ),
         )
+        # a point-in-time copy (restore-drill) goes into the same private subnets with the same parameters
+        self.subnet_group_name = subnets.name
+        self.parameter_group_name = params.name
         self.admin_secret_arn = self.instance.master_user_secrets.apply(
             lambda secrets: (secrets[0].secret_arn or "") if secrets else ""
         )

@@ -16,6 +16,7 @@ def deploy(cfg: StackConfig, migrations: tuple[str, ...]) -> ProgramOutputs:
     """Declare the GCP stack; return the output contract."""
     assert cfg.gcp is not None
     name = cfg.prefix
+    project, region = cfg.gcp.project, cfg.gcp.region
     network = Network(f"{name}-net", cfg)
     database = Database(
         f"{name}-db",
@@ -44,4 +45,5 @@ def deploy(cfg: StackConfig, migrations: tuple[str, ...]) -> ProgramOutputs:
         bastion=bastion.info,
         db_ca=database.ca_pem,
         migrations=migrations,
+        db_instance=database.instance.name.apply(lambda n: {"name": n, "project": project, "region": region}),
     )

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from infra.contract import SshBastion, SsmBastion, StackOutputs
+from infra.contract import RdsInstance, SshBastion, SsmBastion, StackOutputs
 from infra.enums import Environment
 from infra.provision.mocks import Synthesis, is_secret
 from infra.provision.synth import render_text
@@ -211,6 +211,14 @@ def test_outputs_satisfy_the_contract_and_hold_no_password(dev: Synthesis) -> No
     assert isinstance(outputs.bastion, SsmBastion)
     assert outputs.bastion.target.startswith("i-")
     assert outputs.db_ca == "rds-ca-rsa2048-g1"
+    # a restore-drill copy goes exactly where the instance is: its subnet group, SGs and parameters
+    rds = dev.one("aws:rds/instance:Instance")
+    assert isinstance(outputs.db_instance, RdsInstance)
+    assert outputs.db_instance.identifier == rds.input("identifier")
+    assert outputs.db_instance.subnet_group == rds.input("dbSubnetGroupName")
+    assert list(outputs.db_instance.security_group_ids) == rds.input("vpcSecurityGroupIds")
+    assert outputs.db_instance.parameter_group == rds.input("parameterGroupName")
+    assert outputs.db_instance.region == "eu-west-1"
     text = json.dumps(dev.outputs)
     assert "Mock" not in text  # every mock password result starts with "Mock"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.config import load
-from infra.contract import USER_ROLES, IapBastion, SshBastion, StackOutputs
+from infra.contract import USER_ROLES, CloudSqlInstance, IapBastion, SshBastion, StackOutputs
 from infra.enums import Environment
 from infra.provision.gcp.bastion import IAP_RANGE
 from infra.provision.gcp.database import DATABASE_FLAGS
@@ -381,6 +381,9 @@ def test_outputs_satisfy_the_contract(dev: Synthesis) -> None:
         "europe-west1-b",
         PROJECT,
     )
+    # restore-drill clones this instance (the clone inherits its private network)
+    instance = dev.one("gcp:sql/databaseInstance:DatabaseInstance")
+    assert outputs.db_instance == CloudSqlInstance(instance.input("name"), PROJECT, "europe-west1")
     assert "Mock" not in json.dumps(dev.outputs)  # every mock password result starts with "Mock"
 
 
