@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from infra.migrations import ledger
 from infra.migrations.ledger import LEDGER_SCHEMA
 
 __all__ = [
@@ -130,11 +131,7 @@ def stamp_sql(schemas: tuple[str, ...] = APP_SCHEMAS) -> sql.Composed:
     The migration runner appends it to the message of the last migration it applies, inside that
     migration's transaction: the snapshot is exactly what the run committed, at no extra round trip.
     """
-    return sql.SQL(
-        "INSERT INTO {ledger}.settings (key, value) SELECT {key}, {snap}::text "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = clock_timestamp(), "
-        "updated_by = current_user"
-    ).format(ledger=sql.Identifier(LEDGER_SCHEMA), key=sql.Literal(SNAPSHOT_KEY), snap=_snapshot_expr(schemas))
+    return ledger.put_setting(SNAPSHOT_KEY, _snapshot_expr(schemas))
 
 
 def compare(expected: Snapshot, actual: Snapshot) -> list[CatalogChange]:
