@@ -298,7 +298,7 @@ def status(target: MigrationContext) -> StatusResult:
     _, validation, stamped = _read(target)
     return StatusResult(
         applied=validation.applied,
-        pending=tuple(m.label for m in validation.todo()),
+        pending=tuple(m.label for m in (*validation.todo(), *validation.blocked)),
         problems=validation.all_problems,
         environment=stamped,
     )
@@ -314,11 +314,11 @@ def validate(target: MigrationContext) -> ValidateResult:
 def plan(target: MigrationContext, *, to: int | None = None) -> PlanResult:
     """The pending migrations: SQL, directives, lock modes and lint findings. Writes nothing.
 
-    Broken files are listed in ``problems``; the files before the first one are planned.
+    Broken files are listed in ``problems``; the others are planned (a run stops at the first broken one).
     """
     _, validation, stamped = _read(target)
     raise_problems(validation.problems)
-    todo = validation.todo(to)
+    todo = (*validation.todo(to), *(m for m in validation.blocked if to is None or m.version <= to))
     findings = lint_mod.lint(todo)
     items: list[PlanItem] = []
     for mig in todo:

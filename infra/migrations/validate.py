@@ -55,6 +55,7 @@ class Validation:
     problems: tuple[Problem, ...]  # each refuses a run before any SQL
     stop: BrokenFile | None = None  # the first pending file that is broken: a run stops there
     later: tuple[Problem, ...] = ()  # the broken pending files (``stop`` first)
+    blocked: tuple[Migration, ...] = ()  # pending files after ``stop`` (status and plan still show them)
 
     @property
     def ok(self) -> bool:
@@ -137,6 +138,7 @@ def check(source: Source, rows: Sequence[AppliedMigration], *, retry_failed: boo
     pending: list[Migration] = []
     later: list[Problem] = []
     stop: BrokenFile | None = None
+    blocked: list[Migration] = []
     new: list[tuple[int, Migration | BrokenFile]] = [(m.version, m) for m in source.migrations]
     new += [(version, b) for version, b in broken.items() if version is not None]
     new.sort(key=lambda pair: pair[0])
@@ -150,7 +152,9 @@ def check(source: Source, rows: Sequence[AppliedMigration], *, retry_failed: boo
             later.append(_broken(item))
         elif stop is None:
             pending.append(item)
-    return Validation(tuple(rows), tuple(pending), resume, tuple(problems), stop, tuple(later))
+        else:
+            blocked.append(item)
+    return Validation(tuple(rows), tuple(pending), resume, tuple(problems), stop, tuple(later), tuple(blocked))
 
 
 def _out_of_order(item: Migration | BrokenFile, top: int) -> Problem:
