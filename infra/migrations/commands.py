@@ -25,14 +25,25 @@ from infra.errors import LintBlocked, MigrationError, MigrationParseError, Safet
 from infra.migrations import catalog, ledger, source
 from infra.migrations import lint as lint_mod
 from infra.migrations.connection import ConnectionSpec, connect
-from infra.migrations.ledger import AppliedMigration, EventAction, TransactionMode
-from infra.migrations.lint import Finding
+from infra.migrations.ledger import EventAction, TransactionMode
 from infra.migrations.locks import lock_mode
 from infra.migrations.messages import Message, Unacknowledged, one_line
+from infra.migrations.results import (
+    BaselineResult,
+    LintResult,
+    MigrateResult,
+    PlanItem,
+    PlanResult,
+    RepairResult,
+    RollbackResult,
+    StatementPlan,
+    StatusResult,
+    ValidateResult,
+)
 from infra.migrations.runner import Runner, RunOptions, new_run_id
 from infra.migrations.source import BrokenFile, Migration, Source
 from infra.migrations.steps import NullProgress, Progress, StepResult
-from infra.migrations.validate import Problem, Validation, check, raise_problems
+from infra.migrations.validate import Validation, check, raise_problems
 from infra.paths import MIGRATIONS_DIR
 
 __all__ = [
@@ -71,95 +82,6 @@ class MigrationContext:
     environment: Environment | None = None  # the stack's environment, when known
     stack: str | None = None  # the stack name: what --confirm must repeat on production
     options: RunOptions = field(default_factory=RunOptions)
-
-
-# -- results --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MigrateResult:
-    run_id: str
-    applied: tuple[StepResult, ...]
-    planned: tuple[str, ...]  # labels of what was (or, with dry_run, would be) applied
-    dry_run: bool
-    environment: str | None
-    single_transaction: bool = False
-    stop: Problem | None = None  # dry run: the broken file a run would stop at
-
-
-@dataclass(frozen=True)
-class StatusResult:
-    applied: tuple[AppliedMigration, ...]
-    pending: tuple[str, ...]
-    problems: tuple[Problem, ...]
-    environment: str | None
-
-
-@dataclass(frozen=True)
-class ValidateResult:
-    files: int
-    applied: int
-    pending: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class StatementPlan:
-    line: int
-    sql: str
-    lock_mode: str
-    table: str | None
-    blocks: str
-
-
-@dataclass(frozen=True)
-class PlanItem:
-    label: str
-    transaction: str  # transaction | no-transaction | resume | no-op
-    lock_timeout: str
-    statement_timeout: str
-    allow: tuple[str, ...]
-    statements: tuple[StatementPlan, ...]
-    findings: tuple[Finding, ...]
-
-
-@dataclass(frozen=True)
-class PlanResult:
-    items: tuple[PlanItem, ...]
-    environment: str | None
-    blocking: tuple[Finding, ...]  # findings that would block migrate on production
-    problems: tuple[Problem, ...] = ()  # broken files: a run stops at the first
-
-
-@dataclass(frozen=True)
-class RollbackResult:
-    run_id: str
-    rolled_back: tuple[StepResult, ...]
-
-
-@dataclass(frozen=True)
-class BaselineResult:
-    run_id: str
-    versions: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class RepairResult:
-    run_id: str
-    version: int
-    action: EventAction  # repair | forget
-    old_checksum: str | None
-    new_checksum: str | None
-
-
-@dataclass(frozen=True)
-class LintResult:
-    files: tuple[str, ...]
-    findings: tuple[Finding, ...]
-    problems: tuple[Problem, ...] = ()  # files that could not be linted (broken)
-
-    @property
-    def blocking(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if not f.allowed)
 
 
 # -- helpers --------------------------------------------------------------------------------------
