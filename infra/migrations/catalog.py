@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
@@ -93,9 +93,9 @@ _QUERIES: dict[str, str] = {
 class CatalogChange:
     """One object that differs from the stored snapshot."""
 
-    kind: str  # relation | column | constraint | index | policy | trigger | function | schema | default_acl
+    kind: str  # a key of the snapshot: relation, column, constraint, index, policy, trigger, function, ...
     name: str
-    change: str  # added | removed | changed
+    change: Literal["added", "removed", "changed"]
 
     def describe(self) -> str:
         return f"{self.kind} {self.name} {self.change}"

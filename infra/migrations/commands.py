@@ -33,6 +33,7 @@ from infra.migrations.results import (
     LintResult,
     MigrateResult,
     PlanItem,
+    PlanMode,
     PlanResult,
     RepairResult,
     RollbackResult,
@@ -251,7 +252,7 @@ def plan(target: MigrationContext, *, to: int | None = None) -> PlanResult:
             mode, table, blocks = lock_mode(stmt.text)
             statements.append(StatementPlan(stmt.line, stmt.text, mode, table, blocks))
         d = mig.directives
-        how = "no-op" if mig.up_section.empty else "no-transaction" if d.no_transaction else "transaction"
+        how: PlanMode = "no-op" if mig.up_section.empty else "no-transaction" if d.no_transaction else "transaction"
         items.append(
             PlanItem(
                 label=mig.label,

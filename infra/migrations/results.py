@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from infra.migrations.ledger import AppliedMigration, EventAction
 from infra.migrations.lint import Finding
@@ -21,6 +22,9 @@ __all__ = [
     "StatusResult",
     "ValidateResult",
 ]
+
+#: How ``plan`` says a pending migration will run.
+PlanMode = Literal["transaction", "no-transaction", "resume", "no-op"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ class StatementPlan:
 @dataclass(frozen=True)
 class PlanItem:
     label: str
-    transaction: str  # transaction | no-transaction | resume | no-op
+    transaction: PlanMode
     lock_timeout: str
     statement_timeout: str
     allow: tuple[str, ...]
