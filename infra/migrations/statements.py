@@ -75,6 +75,8 @@ _INSPECT = frozenset(
         "VacuumStmt",
     }
 )
+# Statements whose bodies are code in a string (DO, CREATE FUNCTION/PROCEDURE).
+_BODIES = frozenset({"DoStmt", "CreateFunctionStmt"})
 _KIND_AT = '{"stmt":{"'
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
@@ -193,7 +195,9 @@ def _classify(text: str, line: int, text_line: int) -> Statement:
         node: dict[str, Any] = json.loads(doc)["stmts"][0]["stmt"][kind]
         _refuse(kind, node, line)
         autocommit = _needs_autocommit(kind, node)
-    lowered = doc.lower()
+    # Outside bodies the parser has already folded unquoted names to lowercase (a quoted
+    # "PG_ADVISORY_UNLOCK" is another function); procedural bodies are strings, written in any case.
+    lowered = doc.lower() if kind in _BODIES else doc
     if "pg_advisory_unlock" in lowered:
         raise SqlError(
             line,
