@@ -31,7 +31,7 @@ from typing import Any, Literal, Protocol
 import psycopg
 
 from infra.errors import AutomationError, InfraError, MigrationError
-from infra.migrations import catalog, runner, source
+from infra.migrations import catalog, source, validate
 from infra.migrations.ledger import read_ledger
 from infra.paths import PROJECT_DIR
 
@@ -177,14 +177,14 @@ def select_stack(stack: str, work_dir: Path) -> PreviewingStack:
 
 
 def _ledger_items(conn: psycopg.Connection[Any], migrations_dir: Path) -> list[DriftItem]:
-    """The engine's own validation (``runner.check``): one definition of "ledger and files agree"."""
+    """The engine's own validation (``validate.check``): one definition of "ledger and files agree"."""
     try:
         migrations = source.load(migrations_dir)
     except MigrationError as exc:
         return [DriftItem("schema", "ledger", str(migrations_dir), f"migration files do not parse: {exc}")]
     rows, _env = read_ledger(conn)
-    validation = runner.check(migrations, rows)
-    items = [DriftItem("schema", "ledger", p.file, f"{p.kind}: {p.message}") for p in validation.problems]
+    validation = validate.check(migrations, rows)
+    items = [DriftItem("schema", "ledger", p.file, f"{p.kind}: {p.describe()}") for p in validation.all_problems]
     items += [DriftItem("schema", "ledger", m.path.name, "pending: not applied") for m in validation.todo()]
     return items
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
 
+from infra.migrations import ledger
 from infra.migrations.ledger import LEDGER_SCHEMA
 
 __all__ = [
@@ -92,9 +93,9 @@ _QUERIES: dict[str, str] = {
 class CatalogChange:
     """One object that differs from the stored snapshot."""
 
-    kind: str  # relation | column | constraint | index | policy | trigger | function | schema | default_acl
+    kind: str  # a key of the snapshot: relation, column, constraint, index, policy, trigger, function, ...
     name: str
-    change: str  # added | removed | changed
+    change: Literal["added", "removed", "changed"]
 
     def describe(self) -> str:
         return f"{self.kind} {self.name} {self.change}"
@@ -130,11 +131,7 @@ def stamp_sql(schemas: tuple[str, ...] = APP_SCHEMAS) -> sql.Composed:
     The migration runner appends it to the message of the last migration it applies, inside that
     migration's transaction: the snapshot is exactly what the run committed, at no extra round trip.
     """
-    return sql.SQL(
-        "INSERT INTO {ledger}.settings (key, value) SELECT {key}, {snap}::text "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = clock_timestamp(), "
-        "updated_by = current_user"
-    ).format(ledger=sql.Identifier(LEDGER_SCHEMA), key=sql.Literal(SNAPSHOT_KEY), snap=_snapshot_expr(schemas))
+    return ledger.put_setting(SNAPSHOT_KEY, _snapshot_expr(schemas))
 
 
 def compare(expected: Snapshot, actual: Snapshot) -> list[CatalogChange]:

@@ -30,6 +30,7 @@ from infra.local.pg import LocalPostgres
 from infra.migrations.connection import ConnectionSpec
 from infra.migrations.ledger import LEDGER_SCHEMA
 from infra.migrations.source import Migration
+from infra.migrations.steps import Action, Outcome
 from infra.postdeploy.run import Deployment, PostDeployOptions, PostDeployReport, engine_steps, run_postdeploy
 from infra.postdeploy.secrets import Credential, Credentials, StaticSecrets
 from infra.postdeploy.tunnel import SshTunnel
@@ -167,7 +168,7 @@ class _KillTunnelAt:
     def lock_waiting(self, holder: object) -> None:
         pass
 
-    def started(self, migration: Migration, action: str) -> None:
+    def started(self, migration: Migration, action: Action) -> None:
         if migration.label == self.label and self.tunnel is not None and self.tunnel.pid is not None:
             os.kill(self.tunnel.pid, signal.SIGKILL)
             with pytest.raises(TunnelError):
@@ -176,7 +177,7 @@ class _KillTunnelAt:
     def retrying(self, migration: Migration, attempt: int, delay: float, reason: str) -> None:
         pass
 
-    def finished(self, migration: Migration, action: str, ms: float) -> None:
+    def finished(self, migration: Migration, action: Action, outcome: Outcome, ms: float) -> None:
         pass
 
 
