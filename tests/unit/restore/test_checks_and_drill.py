@@ -17,7 +17,7 @@ from infra.contract import StackOutputs
 from infra.enums import BastionMode
 from infra.errors import ContractError, RestoreError
 from infra.migrations.connection import ConnectionSpec
-from infra.migrations.ledger import AppliedMigration
+from infra.migrations.ledger import AppliedMigration, LedgerStatus, TransactionMode
 from infra.postdeploy.secrets import Credential, Credentials
 from infra.postdeploy.stack import StackContext
 from infra.postdeploy.verify import Check
@@ -32,13 +32,14 @@ T0 = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "outputs"
 
 
-def row(version: int, minutes: float, status: str = "applied") -> AppliedMigration:
+def row(version: int, minutes: float, status: LedgerStatus = LedgerStatus.APPLIED) -> AppliedMigration:
     return AppliedMigration(
         version=version,
+        filename=f"{version:04d}_m{version}.sql",
         name=f"m{version}",
         checksum=f"{version:064d}",
         status=status,
-        transaction_mode="transaction",
+        transaction_mode=TransactionMode.TRANSACTION,
         applied_at=T0 + dt.timedelta(minutes=minutes),
         duration_ms=1.0,
         applied_by="ci@host",
