@@ -78,7 +78,7 @@ BAD_CASES = [
     pytest.param(
         full(AWS_BASE, bastionMode="ssh", sshAllowedCidrs='["0.0.0.0/0"]', sshPublicKey=SSH_KEY),
         "sshAllowedCidrs",
-        "never the whole internet",
+        "/24 or narrower",
         id="ssh-open-to-world",
     ),
     pytest.param(full(AWS_BASE, dbAdminUser="postgres"), "dbAdminUser", "not reserved", id="admin-postgres"),
@@ -100,7 +100,7 @@ BAD_CASES = [
     pytest.param(full(AWS_BASE, dbStorageGb="lots"), "dbStorageGb", "whole number", id="not-a-number"),
     pytest.param(full(AWS_BASE, dbStorageGB="50"), "dbStorageGB", "did you mean 'dbStorageGb'", id="typo-key"),
     pytest.param({"private-postgres:cloud": "aws"}, "aws:region", "AWS region", id="no-region"),
-    pytest.param(full(GCP_BASE, backupRetentionDays="0"), "backupRetentionDays", "from 1 to 365", id="gcp-retention-0"),
+    pytest.param(full(GCP_BASE, backupRetentionDays="1"), "backupRetentionDays", "from 2 to 365", id="gcp-retention-1"),
     pytest.param(
         full(GCP_BASE, dbEdition="ENTERPRISE_PLUS"), "dbEdition", "ENTERPRISE with custom tier", id="gcp-edition"
     ),
