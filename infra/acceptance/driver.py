@@ -111,11 +111,12 @@ def subprocess_runner(cwd: Path = PROJECT_DIR) -> Runner:
         except FileNotFoundError:
             raise AutomationError(f"{argv[0]!r} not found on PATH; install it (README, cloud acceptance)") from None
         lines: list[str] = []
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stderr.write(line)
-            lines.append(line)
-        return Completed(proc.wait(), "".join(lines))
+        with proc:  # closes the pipe and waits, whatever happens while reading
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                sys.stderr.write(line)
+                lines.append(line)
+        return Completed(proc.returncode, "".join(lines))
 
     return run
 

@@ -41,12 +41,18 @@ RANDOM_ID = "random:index/randomId:RandomId"
 class Declared(Protocol):
     """A registered resource as the checks read it (``infra.provision.mocks.RecordedResource`` is one)."""
 
-    type: str
-    name: str
-    urn: str
-    protect: bool
-    custom: bool
-    dependencies: tuple[str, ...]
+    @property
+    def type(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def urn(self) -> str: ...
+    @property
+    def protect(self) -> bool: ...
+    @property
+    def custom(self) -> bool: ...
+    @property
+    def dependencies(self) -> tuple[str, ...]: ...
 
     def input(self, path: str) -> Any: ...
 

@@ -102,8 +102,9 @@ class Synthesis:
             raise AssertionError(f"expected one {type_}, found {[r.name for r in found]}")
         return found[0]
 
-    def named(self, name: str) -> RecordedResource:
-        found = [r for r in self.resources if r.name == name]
+    def named(self, name: str, type_: str | None = None) -> RecordedResource:
+        """The one resource called ``name`` (of ``type_``: several types can share a name)."""
+        found = [r for r in self.resources if r.name == name and type_ in (None, r.type)]
         if len(found) != 1:
             raise AssertionError(f"expected one resource named {name!r}, found {len(found)}")
         return found[0]
@@ -206,7 +207,11 @@ def synthesize(
             outputs = program()
             _sync_await(resolve(outputs))
 
+        # A run that raised (bad config, a failed apply) leaves its RPCs and output tasks behind,
+        # bound to its closed loop: forget them, or the next run waits on them.
         settings.SETTINGS.rpc_manager.clear()
+        with settings.SETTINGS.lock:
+            settings.SETTINGS.outputs.clear()
         _sync_await(pulumi.runtime.stack.run_pulumi_func(body))
         result.resources = list(monitor.recorded)
         return result
