@@ -126,8 +126,14 @@ class Bastion(pulumi.ComponentResource):
         region = settings.region
         if ssh:
             self.info = pulumi.Output.all(self.instance.id, self.instance.public_ip).apply(
-                lambda v: {"mode": "ssh", "target": v[0], "region": region, "host": v[1], "user": SSH_USER}
+                lambda v: {
+                    "mode": BastionMode.SSH.value,
+                    "target": v[0],
+                    "region": region,
+                    "host": v[1],
+                    "user": SSH_USER,
+                }
             )
         else:
-            self.info = self.instance.id.apply(lambda i: {"mode": "ssm", "target": i, "region": region})
+            self.info = self.instance.id.apply(lambda i: {"mode": BastionMode.SSM.value, "target": i, "region": region})
         self.register_outputs({"instance_id": self.instance.id, "info": self.info})

@@ -191,7 +191,7 @@ class Bastion(pulumi.ComponentResource):
         if address is not None:
             self.info = pulumi.Output.all(self.instance.name, address.address).apply(
                 lambda v: {
-                    "mode": "ssh",
+                    "mode": BastionMode.SSH.value,
                     "target": v[0],
                     "zone": zone,
                     "project": project,
@@ -201,7 +201,7 @@ class Bastion(pulumi.ComponentResource):
             )
         else:
             self.info = self.instance.name.apply(
-                lambda n: {"mode": "iap", "target": n, "zone": zone, "project": project}
+                lambda n: {"mode": BastionMode.IAP.value, "target": n, "zone": zone, "project": project}
             )
         self.register_outputs(
             {"instance": self.instance.name, "service_account": self.service_account.email, "info": self.info}
