@@ -22,11 +22,14 @@ AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-
 INSTANCE_TYPE = "t4g.nano"
 SSH_USER = "ec2-user"
 
-# AL2023 locks dnf to the AMI's release unless releasever is `latest` (AL2023 User Guide, "Deterministic
-# upgrades through versioned repositories"; verify). `$dualstack` empty: the mirror list then names the
-# regional S3 endpoint, which the gateway endpoint serves (a field report shows the dualstack name
-# timing out behind a gateway endpoint; verify with `dnf repolist -v`). dnf-automatic-install.timer
-# applies every update daily; a kernel update takes effect at the next reboot or replacement.
+# AL2023 locks dnf to the AMI's release; /etc/dnf/vars/releasever = latest makes `dnf upgrade` (and
+# dnf-automatic, which otherwise never sees a new release) follow the newest one (AL2023 User Guide,
+# "Using Deterministic upgrades through versioned repositories"). The guide advises pinned releases for
+# fleets that test updates first; a jump host with no workload prefers security updates now.
+# `$dualstack` empty: the mirror list then names the regional S3 endpoint, which the gateway endpoint
+# serves (a field report shows the dualstack name timing out behind a gateway endpoint; verify with
+# `dnf repolist -v`). dnf-automatic-install.timer applies every update daily; a kernel update takes
+# effect at the next reboot or replacement.
 _PATCHING = """\
 printf '' > /etc/dnf/vars/dualstack
 echo latest > /etc/dnf/vars/releasever
