@@ -18,7 +18,8 @@ BACKUP_WINDOW = "03:00-03:30"  # UTC; must not overlap the maintenance window
 MAINTENANCE_WINDOW = "sun:04:00-sun:05:00"
 # FSBP RDS.9 / RDS.36: the server log and upgrade log; iam-db-auth-error because IAM authentication
 # is on (RDS for PostgreSQL's exportable logs: postgresql | upgrade | iam-db-auth-error, botocore rds
-# CreateDBInstance EnableCloudwatchLogsExports).
+# CreateDBInstance EnableCloudwatchLogsExports; the provider's own validation error lists
+# "iam-db-auth-error" among the accepted values).
 LOG_EXPORTS = ("iam-db-auth-error", "postgresql", "upgrade")
 PERFORMANCE_INSIGHTS_DAYS = 7  # the free retention
 
