@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import metadata
-from pathlib import Path
 
 import pytest
 
@@ -475,23 +473,6 @@ def test_bad_input_is_one_clear_line_and_declares_nothing(
     assert allowed in message
     assert "fix: pulumi config" in message
     assert monitor.recorded == []
-
-
-def test_pulumi_gcp_is_pinned_at_or_above_9_36_1() -> None:
-    """Earlier pulumi-gcp versions silently ignored changes to nested Cloud SQL ``settings``."""
-
-    def as_tuple(text: str) -> tuple[int, ...]:
-        return tuple(int(part) for part in text.split("."))
-
-    requirements = Path(__file__).resolve().parents[3] / "requirements.txt"
-    pins = [
-        line.split("==", 1)[1].strip()
-        for line in requirements.read_text().splitlines()
-        if line.startswith("pulumi-gcp==")
-    ]
-    assert len(pins) == 1
-    assert as_tuple(pins[0]) >= (9, 36, 1)
-    assert metadata.version("pulumi-gcp") == pins[0]  # the tests ran against the pinned provider SDK
 
 
 def test_service_account_ids_are_valid_and_distinct_for_long_stack_names() -> None:

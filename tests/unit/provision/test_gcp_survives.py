@@ -3,8 +3,11 @@ synthesized graphs: dev and production, up and preview."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -110,6 +113,19 @@ def test_03_at_seven_days_the_instance_keeps_six_days_of_logs() -> None:
 def test_04_the_connection_removes_the_vpc_peering_when_it_is_destroyed(environment: str, preview: bool) -> None:
     connection = _gcp(environment, preview).one("gcp:servicenetworking/connection:Connection")
     assert connection.input("deletionPolicy") == "REMOVE_PEERING"  # ABANDON left it, and the network with it
+
+
+def test_04_the_pinned_provider_sdk_documents_remove_peering() -> None:
+    """REMOVE_PEERING is documented from pulumi-gcp 10.2.0 on (servicenetworking/connection.py); 9.36.1
+    was the floor before (earlier versions silently ignored changes to nested Cloud SQL ``settings``)."""
+    requirements = (Path(__file__).resolve().parents[3] / "requirements.txt").read_text().splitlines()
+    pins = [line.split("==", 1)[1].strip() for line in requirements if line.startswith("pulumi-gcp==")]
+    assert len(pins) == 1
+    assert tuple(int(part) for part in pins[0].split(".")) >= (10, 2, 0)
+    assert metadata.version("pulumi-gcp") == pins[0]  # the tests ran against the pinned provider SDK
+    import pulumi_gcp
+
+    assert "REMOVE_PEERING" in inspect.getsource(pulumi_gcp.servicenetworking.ConnectionArgs)
 
 
 # -- 5: the instance name is unique per physical instance ----------------------------------------------------
