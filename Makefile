@@ -8,7 +8,7 @@ PG16_NPM_VERSION := 16.14.0-beta.17
 NPM_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x64)
 PG16_DIR := .local/pg16
 
-.PHONY: install demo demo-down test unit integration lint typecheck sqllint synth bench clean
+.PHONY: install demo demo-down test unit integration lint typecheck sqllint synth bench cloud-acceptance teardown clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -66,6 +66,16 @@ synth: install
 
 bench: install
 	$(PY) bench/migrate_bench.py
+
+## The cloud acceptance run for people with accounts (never production): up, migrate, drift = 0,
+## a quiet preview, destroy, up, migrate, destroy. Needs the Pulumi CLI logged in to the stack's
+## backend and the cloud's credentials; only the program's venv (no PostgreSQL, no policy venv).
+cloud-acceptance: $(VENV)/.installed
+	$(PY) -m infra acceptance --stack $(STACK) --confirm $(STACK)
+
+## pulumi destroy for a non-production stack, finishing GCP's service networking peering if needed.
+teardown: $(VENV)/.installed
+	$(PY) -m infra teardown --stack $(STACK) --confirm $(STACK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local

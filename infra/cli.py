@@ -45,6 +45,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "infra.local.cli",
     "infra.drift.cli",
     "infra.restore.cli",
+    "infra.acceptance.cli",
 )
 
 _log = logging.getLogger("infra")

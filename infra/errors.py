@@ -9,6 +9,7 @@ The tree; each class carries its exit code (``exit_code``), read in exactly one 
     │   └── ToolMissing             ssh / aws / session-manager-plugin / gcloud not installed
     ├── SecretError                 a secret could not be resolved
     ├── AutomationError             the Pulumi CLI / Automation API failed
+    ├── ProvisionError              the cloud reported a value the program cannot build on
     ├── SafetyError                 a guarded action was refused (production, missing --confirm)
     ├── RestoreError                the restore drill could not restore (no backup, PITR off, time
     │                               outside the window, a copy that never became available)
@@ -45,6 +46,7 @@ __all__ = [
     "LockTimeout",
     "MigrationError",
     "MigrationParseError",
+    "ProvisionError",
     "RestoreError",
     "SafetyError",
     "SecretError",
@@ -112,6 +114,10 @@ class SecretError(InfraError):
 
 class AutomationError(InfraError):
     """The Pulumi CLI (through the Automation API) failed."""
+
+
+class ProvisionError(InfraError):
+    """The cloud reported a value (during ``pulumi up``) that the program cannot build on."""
 
 
 class SafetyError(InfraError):

@@ -21,7 +21,7 @@ from infra.errors import ConfigError
 from infra.paths import PROJECT_DIR
 
 if TYPE_CHECKING:
-    from infra.provision.mocks import Synthesis
+    from infra.provision.recording import Synthesis
 
 __all__ = ["load_stack_config", "register", "render_json", "render_text", "run_synth"]
 
@@ -53,15 +53,15 @@ def load_stack_config(stack: str, overrides: Mapping[str, str] = {}, root: Path 
 
 def run_synth(stack: str, overrides: Mapping[str, str] = {}, *, preview: bool = False) -> Synthesis:
     # Imported here: the mocks pull in the Pulumi SDK, which every other command can do without.
-    from infra.provision.mocks import synthesize
     from infra.provision.program import build
+    from infra.provision.recording import synthesize
 
     config = load_stack_config(stack, overrides)
     return synthesize(build, config, project=NAMESPACE, stack=stack, preview=preview)
 
 
 def _mask(value: Any) -> Any:
-    from infra.provision.mocks import UNKNOWN, is_secret
+    from infra.provision.recording import UNKNOWN, is_secret
 
     if is_secret(value):
         return MASK

@@ -266,6 +266,26 @@ def test_dry_run_lists_pending_and_applies_nothing(stack: Stack, dbname: str) ->
     assert report.migrations_applied == ()
 
 
+def test_the_bootstrap_creates_the_deployments_extensions_once(stack: Stack, dbname: str) -> None:
+    """Item 6: Cloud SQL deployments ask for pgaudit (not in this PostgreSQL build); pgcrypto stands in,
+    created by the same non-superuser admin path the cloud's admin takes."""
+    creds = _credentials(stack)
+
+    def run() -> PostDeployReport:
+        return run_postdeploy(
+            Deployment("itest", "local", Environment.DEV, TLS_NAME, dbname, extensions=("pgcrypto",)),
+            credentials=creds,
+            tunnel=SshTunnel(stack.jump.ssh_options(), "127.0.0.1", stack.cluster.port),
+            ca_file=stack.cluster.tls.ca_cert,
+        )
+
+    assert "create extension pgcrypto" in run().bootstrap
+    assert "create extension pgcrypto" not in run().bootstrap
+    with psycopg.connect(stack.cluster.superuser_conninfo(dbname)) as conn:
+        row = conn.execute("SELECT extowner::regrole::text FROM pg_extension WHERE extname = 'pgcrypto'").fetchone()
+    assert row == (ADMIN,)
+
+
 def _stack_files(stack: Stack, dbname: str, creds: Credentials, tmp_path: Path) -> tuple[dict[str, Any], Path, Path]:
     """A recorded-style outputs document (ssh bastion) and an ssh_config reaching the test jump host."""
     doc: dict[str, Any] = {
