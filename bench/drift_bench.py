@@ -82,12 +82,13 @@ def main() -> int:
                 started = time.monotonic()
                 report = run_drift("bench", options, database=live, expected=catalogs)
                 warm.append(time.monotonic() - started)
-                assert not report.drifted and report.expected_source is not None
+                assert not report.drifted
+                assert report.expected_source is not None
                 assert report.expected_source.startswith("cache")
 
             params = server.tcp_params("migrator", dbname)
             with TcpProxy(params["hostaddr"], int(params["port"])) as proxy:
-                through = {**params, "hostaddr": "127.0.0.1", "port": str(proxy.port)}
+                through: dict[str, Any] = {**params, "hostaddr": "127.0.0.1", "port": proxy.port}
                 with psycopg.connect(**through, password=passwords["migrator"], autocommit=True) as conn:
                     proxy.reset()
                     started = time.monotonic()

@@ -22,7 +22,7 @@ def test_introspection_round_trips_do_not_grow_with_the_schema(
     pg_db: PgDatabase, tcp_proxy: type[TcpProxy], tables: int
 ) -> None:
     with pg_db.connect_admin(autocommit=True) as conn:
-        conn.execute(wide_schema_sql(tables))  # type: ignore[arg-type]  # generated, no parameters
+        conn.execute(wide_schema_sql(tables))
     server = pg_db.cluster.tcp_params(pg_db.admin_user, pg_db.name)
     with tcp_proxy(server["hostaddr"], int(server["port"])) as proxy:
         params: dict[str, Any] = {**server, "hostaddr": "127.0.0.1", "port": proxy.port}
