@@ -27,7 +27,7 @@ from typing import Any, Literal
 from infra.errors import InfraError
 from infra.paths import PROJECT_DIR
 
-__all__ = ["GraphDiff", "PropertyChange", "ResourceChange", "diff_graphs", "synth_at_ref", "synth_dir", "synth_diff"]
+__all__ = ["GraphDiff", "PropertyChange", "ResourceChange", "diff_graphs", "synth_at_ref", "synth_diff", "synth_dir"]
 
 Change = Literal["add", "delete", "update"]
 _MARK: dict[Change, str] = {"add": "+", "delete": "-", "update": "~"}
