@@ -52,17 +52,19 @@ class LiveDatabase:
 
 
 def _stack_database(stack: str, outputs_file: Path | None) -> LiveDatabase:
-    """``migrator`` through the stack's tunnel; the admin's name from the stack outputs."""
-    from infra.postdeploy.run import Route
-    from infra.postdeploy.stack import load_stack_outputs, stack_context
+    """``migrator`` through the stack's tunnel; the admin's name from the stack outputs.
 
-    outputs = load_stack_outputs(stack, outputs_file)
+    Outputs and credentials are resolved once, here; the tunnel opens only for the check.
+    """
+    from infra.postdeploy.run import Route
+    from infra.postdeploy.stack import stack_context
+
+    ctx = stack_context(stack, outputs_file=outputs_file)
 
     @contextlib.contextmanager
     def open_(run_id: str) -> Iterator[psycopg.Connection[Any]]:
         from infra.migrations.connection import connect
 
-        ctx = stack_context(stack, outputs_file=outputs_file)
         with ctx.tunnel:
             spec = Route(ctx.outputs.db_host, ctx.tunnel.local_port, ctx.outputs.db_name, ctx.ca_file).params(
                 ctx.credentials.user("migrator")
@@ -71,7 +73,7 @@ def _stack_database(stack: str, outputs_file: Path | None) -> LiveDatabase:
                 conn.autocommit = True
                 yield conn
 
-    return LiveDatabase(open_, outputs.db_admin_user)
+    return LiveDatabase(open_, ctx.outputs.db_admin_user)
 
 
 def _local_database(root: Path | None) -> LiveDatabase:
