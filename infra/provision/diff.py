@@ -30,6 +30,7 @@ from infra.paths import PROJECT_DIR
 __all__ = ["GraphDiff", "PropertyChange", "ResourceChange", "diff_graphs", "synth_at_ref", "synth_diff", "synth_dir"]
 
 Change = Literal["add", "delete", "update"]
+_CHILD_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "VIRTUAL_ENV")
 _MARK: dict[Change, str] = {"add": "+", "delete": "-", "update": "~"}
 
 
@@ -172,7 +173,9 @@ def diff_graphs(
 
 def synth_dir(directory: Path, stack: str) -> dict[str, Any]:
     """``python -m infra synth --stack STACK --json`` run with the code and stack files of ``directory``."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # synth needs no credentials: the child sees the locale, PATH and its own code, never the
+    # tokens a CI job holds (PULUMI_ACCESS_TOKEN, cloud credentials)
+    env = {k: v for k, v in os.environ.items() if k in _CHILD_ENV}
     env["PYTHONPATH"] = str(directory)
     result = subprocess.run(
         [sys.executable, "-m", "infra", "synth", "--stack", stack, "--json"],

@@ -54,3 +54,26 @@ def test_diff_against_a_git_ref_synthesizes_that_commit(tmp_path: Path) -> None:
 def test_an_unknown_ref_is_one_clear_error() -> None:
     with pytest.raises(InfraError, match=r"git archive 'no-such-ref' failed: .*fix: name a commit"):
         synth_diff("no-such-ref", "dev")
+
+
+def test_the_synth_child_gets_no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import json
+    import subprocess as sp
+
+    from infra.provision import diff
+
+    seen: dict[str, str] = {}
+
+    def fake_run(argv: list[str], **kwargs: object) -> sp.CompletedProcess[str]:
+        env = kwargs["env"]
+        assert isinstance(env, dict)
+        seen.update(env)
+        return sp.CompletedProcess(argv, 0, json.dumps({"resources": [], "outputs": {}}), "")
+
+    monkeypatch.setenv("PULUMI_ACCESS_TOKEN", "pul-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+    monkeypatch.setattr(sp, "run", fake_run)  # diff.py calls subprocess.run
+    assert diff.synth_dir(tmp_path, "dev") == {"resources": [], "outputs": {}}
+    assert seen["PYTHONPATH"] == str(tmp_path)
+    assert "PULUMI_ACCESS_TOKEN" not in seen
+    assert "AWS_SECRET_ACCESS_KEY" not in seen
