@@ -1,6 +1,6 @@
 """Schema drift: the ledger against the files, and the live catalog against the expected one.
 
-* **ledger** (the engine's own validation, :func:`infra.migrations.runner.check`): pending
+* **ledger** (the engine's own validation, :func:`infra.migrations.validate.check`): pending
   migrations, applied files that were edited or removed, failed or partial runs;
 * **catalog**: :func:`infra.migrations.catalog.introspect` on the live database against the
   expected catalog of the applied migrations (:mod:`infra.drift.expected`), attribute by
@@ -23,10 +23,10 @@ from infra.drift.expected import Expected
 from infra.drift.model import DriftItem, Severity
 from infra.drift.rules import MANAGED_SERVICE, IgnoreList, severity
 from infra.errors import InfraError, MigrationError
-from infra.migrations import catalog, runner, source
+from infra.migrations import catalog, source, validate
 from infra.migrations.catalog import EXISTS, Catalog
 from infra.migrations.ledger import AppliedMigration, read_ledger
-from infra.migrations.source import Migration
+from infra.migrations.source import Migration, Source
 
 __all__ = ["ExpectedSource", "catalog_items", "ledger_items", "schema_drift"]
 
@@ -38,6 +38,7 @@ _LEDGER_ATTRIBUTES = {
     "out-of-order": "version order",
     "failed": "status",
     "partial-changed": "applied statements",
+    "broken": "file",
 }
 
 
@@ -47,13 +48,13 @@ class ExpectedSource(Protocol):
     def get(self, migrations: Sequence[Migration]) -> Expected: ...
 
 
-def ledger_items(migrations: Sequence[Migration], rows: Sequence[AppliedMigration]) -> list[DriftItem]:
+def ledger_items(files_now: Source, rows: Sequence[AppliedMigration]) -> list[DriftItem]:
     """Ledger and files disagreeing, and pending files, as drift items (the engine's messages as notes)."""
-    validation = runner.check(migrations, rows)
+    validation = validate.check(files_now, rows)
     by_version = {row.version: row for row in rows}
-    files = {m.filename: m for m in migrations}
+    files = {m.filename: m for m in files_now.migrations}
     items: list[DriftItem] = []
-    for problem in validation.problems:
+    for problem in validation.all_problems:
         attribute = _LEDGER_ATTRIBUTES.get(problem.kind, problem.kind)
         mig = files.get(problem.file)
         row = by_version.get(mig.version) if mig is not None else None
@@ -63,6 +64,8 @@ def ledger_items(migrations: Sequence[Migration], rows: Sequence[AppliedMigratio
             expected, actual = f"sha256 {row.checksum[:12]} (applied)", f"sha256 {mig.checksum[:12]} (file now)"
         elif problem.kind == "missing":
             expected, actual = "present", "absent"
+        elif problem.kind == "broken":
+            expected, actual = "a valid migration", "does not parse"
         elif problem.kind == "failed" and row is not None:
             expected, actual = "applied", row.status
         else:
@@ -76,7 +79,7 @@ def ledger_items(migrations: Sequence[Migration], rows: Sequence[AppliedMigratio
                 expected,
                 actual,
                 Severity.STRUCTURE,
-                problem.message,
+                problem.describe(),
             )
         )
     for mig in validation.todo():
@@ -152,14 +155,14 @@ def schema_drift(
     """
     if not migrations_dir.is_dir():
         raise MigrationError(f"migrations directory {str(migrations_dir)!r} does not exist; fix: --migrations-dir")
-    migrations = source.load(migrations_dir)
+    files_now = source.load(migrations_dir)
     try:
         rows, _environment = read_ledger(conn)
         live = catalog.introspect(conn, schemas)
     except psycopg.Error as exc:
         raise InfraError(f"cannot read the ledger and catalog of the live database: {_one_line(exc)}") from None
-    items = ledger_items(migrations, rows)
-    built = expected.get(applied_files(migrations, rows))
+    items = ledger_items(files_now, rows)
+    built = expected.get(applied_files(files_now.migrations, rows))
     items += catalog_items(built.catalog, live, ignore)
     return items, built.describe()
 

@@ -317,6 +317,12 @@ class CatalogDifference:
     expected: Value
     actual: Value
 
+    def describe(self) -> str:
+        """``column app.t.c added``, ``table app.t rls_enabled changed: True -> False``."""
+        if self.attribute == EXISTS:
+            return f"{self.kind} {self.name} {'added' if self.actual == 'present' else 'removed'}"
+        return f"{self.kind} {self.name} {self.attribute} changed: {self.expected!r} -> {self.actual!r}"
+
 
 def compare(expected: Catalog, actual: Catalog) -> list[CatalogDifference]:
     """Every attribute that differs, sorted by kind, object and attribute.

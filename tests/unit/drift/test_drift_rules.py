@@ -77,7 +77,7 @@ def test_another_major_version_cannot_be_compared() -> None:
 
 
 def test_the_cache_key_follows_every_input() -> None:
-    migrations = source.load(MIGRATIONS_DIR)
+    migrations = source.load(MIGRATIONS_DIR).migrations
     key = cache_key(migrations, "pgadmin")
     assert key == cache_key(migrations, "pgadmin")
     assert key != cache_key(migrations[:-1], "pgadmin")
@@ -87,7 +87,7 @@ def test_the_cache_key_follows_every_input() -> None:
 
 def test_a_cached_catalog_is_used_without_starting_a_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PG16_BINDIR", str(tmp_path / "no-postgres-here"))
-    migrations = source.load(MIGRATIONS_DIR)
+    migrations = source.load(MIGRATIONS_DIR).migrations
     stored = _catalog({"table": {"app.t": {"owner": "app_owner"}}})
     (tmp_path / f"{cache_key(migrations, 'pgadmin')}.json").write_text(json.dumps(stored.to_json()))
     found = ExpectedCatalogs("pgadmin", cache_dir=tmp_path).get(migrations)
