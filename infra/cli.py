@@ -40,6 +40,7 @@ Handler = Callable[[argparse.Namespace], int]
 # engine's verbs are registered by the post-deploy stage, which adds `--stack` to them.
 COMMAND_MODULES: tuple[str, ...] = (
     "infra.provision.synth",
+    "infra.provision.graph",
     "infra.postdeploy.cli",
     "infra.postdeploy.seed_cli",
     "infra.local.cli",

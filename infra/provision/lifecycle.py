@@ -39,7 +39,7 @@ RANDOM_ID = "random:index/randomId:RandomId"
 
 
 class Declared(Protocol):
-    """A registered resource as the checks read it (``infra.provision.mocks.RecordedResource`` is one)."""
+    """A registered resource as the checks read it (``infra.provision.recording.RecordedResource`` is one)."""
 
     @property
     def type(self) -> str: ...

@@ -71,6 +71,7 @@ class RecordedResource:
     replace_on_changes: tuple[str, ...]
     custom: bool
     urn: str
+    id: str = ""  # the id the mocks gave it ("" in preview, and for components)
 
     def input(self, path: str) -> Any:
         """A nested input by dotted path (``settings.ipConfiguration.ipv4Enabled``), secrets unwrapped."""
@@ -156,6 +157,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     replace_on_changes=tuple(request.replaceOnChanges),
                     custom=bool(request.custom),
                     urn=response.urn,
+                    id=response.id,
                 )
             )
         return response

@@ -5,7 +5,7 @@
    after it is (:func:`compare_ledgers`, pure). A ledger row's ``applied_at`` is taken a few
    milliseconds before its transaction commits, so rows within :data:`COMMIT_SLACK` of the
    restore point may be on either side.
-2. **Catalog**: the copy's catalog (:func:`infra.migrations.catalog.snapshot`) equals the snapshot
+2. **Catalog**: the copy's catalog (:func:`infra.migrations.catalog.introspect`) equals the snapshot
    the migration runner recorded with that ledger, inside the transaction of the run's last
    migration; a restore point inside a run (the ledger's head newer than the snapshot) is named.
 3. **Row counts**: the core tables are counted on the copy with row-level security out of the way
@@ -151,9 +151,9 @@ def catalog_check(conn: psycopg.Connection[Any], ledger: Sequence[AppliedMigrati
             f"the restore point falls inside a migration run: {head.filename} was applied after the catalog "
             f"snapshot was recorded ({recorded.isoformat()}); restore to a time after that run",
         )
-    changes = catalog.compare(expected, catalog.snapshot(conn))
+    changes = catalog.compare(expected, catalog.introspect(conn))
     if not changes:
-        objects = sum(len(v) for v in expected.values())
+        objects = expected.count()
         return Check("catalog", True, f"{objects} object(s), as recorded with the ledger")
     shown = "; ".join(c.describe() for c in changes[:5]) + (
         f"; and {len(changes) - 5} more" if len(changes) > 5 else ""

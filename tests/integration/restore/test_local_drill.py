@@ -18,9 +18,10 @@ import psycopg
 import pytest
 
 from infra.cli import main
-from infra.drift.cli import schema_drift
+from infra.drift.expected import ExpectedCatalogs
+from infra.drift.schema import schema_drift
 from infra.local import backup
-from infra.local.demo import DB_NAME, TLS_NAME, LocalDemo
+from infra.local.demo import ADMIN_USER, DB_NAME, TLS_NAME, LocalDemo
 from infra.local.pg import LocalPostgres
 from infra.migrations.commands import MigrationContext, migrate
 from infra.migrations.connection import ConnectionSpec
@@ -114,10 +115,10 @@ def test_a_hand_made_change_before_the_restore_time_shows_as_drift_on_the_copy(h
         _copy, route = _copy_route(history.demo.root)
         migrator = history.demo.credentials().user("migrator")
         with route.params(migrator).connect(autocommit=True) as conn:
-            items = schema_drift(conn, MIGRATIONS_DIR)
+            items, _source = schema_drift(conn, MIGRATIONS_DIR, ExpectedCatalogs(ADMIN_USER, cache_dir=None))
     finally:
         remove_copy(history.demo.root)
-    assert [(i.check, i.subject) for i in items] == [("catalog", "column app.users.nickname")]
+    assert [(i.check, i.object, i.attribute) for i in items] == [("catalog", "column app.users.nickname", "(exists)")]
     checks = {c.name: c for c in report.checks}
     assert checks["ledger"].ok
     assert "7 migration(s)" in checks["ledger"].detail
