@@ -1,4 +1,4 @@
-"""``python -m infra migrate|status|plan|validate|rollback|baseline|repair|lint``.
+"""``python -m infra migrate|status|plan|validate|rollback|baseline|repair|lint|import``.
 
 Parsing and printing only: each handler turns the ``argparse.Namespace`` once into frozen values
 (:class:`Common` for the options every verb shares, one ``*Args`` per verb) and calls a typed
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import enum
 import json
 import sys
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from typing import Any, Protocol, TextIO, TypeVar
 
 from infra.enums import Environment
 from infra.errors import ExitCode
-from infra.migrations import commands
+from infra.migrations import adopt, commands, importers
 from infra.migrations.connection import ConnectionSpec, add_libpq_arguments, spec_from_args
 from infra.migrations.ledger import LockHolder
 from infra.migrations.runner import RunOptions
@@ -148,7 +149,12 @@ def _dump(obj: object) -> None:
             return sorted(value)
         raise TypeError(type(value).__name__)
 
-    data = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) and not isinstance(obj, type) else obj
+    def fields(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        # an enum field (a lock mode) reads as its name in the manual's spelling, not as a number
+        return {k: getattr(v, "label", v.name) if isinstance(v, enum.Enum) else v for k, v in pairs}
+
+    is_value = dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+    data = dataclasses.asdict(obj, dict_factory=fields) if is_value else obj  # type: ignore[call-overload]
     print(json.dumps(data, default=default, indent=2, sort_keys=True))
 
 
@@ -244,14 +250,15 @@ def run_validate(common: Common, args: NoArgs) -> int:
 @dataclass(frozen=True)
 class PlanArgs:
     target: int | None
+    measure: bool
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> PlanArgs:
-        return cls(ns.target)
+        return cls(ns.target, ns.measure)
 
 
 def run_plan(common: Common, args: PlanArgs) -> int:
-    result = commands.plan(common.context(), to=args.target)
+    result = commands.plan(common.context(), to=args.target, measure=args.measure)
     if common.json:
         _dump(result)
         return ExitCode.ERROR if result.problems else ExitCode.OK
@@ -266,6 +273,21 @@ def run_plan(common: Common, args: PlanArgs) -> int:
         for stmt in item.statements:
             on = f" on {stmt.table}" if stmt.table else ""
             print(f"-- line {stmt.line}: lock {stmt.lock_mode}{on}; blocks {stmt.blocks}")
+            others = [f"{lock.mode.label} on {lock.relation}" for lock in stmt.locks if lock.relation != stmt.table]
+            if others:
+                print(f"--   also: {'; '.join(others)}")
+            for text in (*stmt.rewrites, *stmt.notes):
+                print(f"--   {text}")
+            if stmt.measured is not None:
+                taken = "; ".join(
+                    f"{lock.mode.label} on {lock.relation}" + ("" if lock.granted else " (waited)")
+                    for lock in stmt.measured.locks
+                )
+                print(f"--   measured ({stmt.measured.how}): {taken or 'no lock on an existing object'}")
+                if stmt.measured.rewrites:
+                    print(f"--   measured: rewrote {', '.join(stmt.measured.rewrites)}")
+                for text in stmt.measured.disagreements:
+                    print(f"--   the parse tree and pg_locks differ: {text}")
             print(stmt.sql + "\n;")
         for finding in item.findings:
             print(f"lint: {finding.describe()}")
@@ -273,7 +295,10 @@ def run_plan(common: Common, args: PlanArgs) -> int:
     for problem in result.problems:
         print(f"problem  {problem.describe()}")
     if result.blocking:
-        print(f"{len(result.blocking)} lint finding(s) would block migrate on production")
+        print(
+            f"{len(result.blocking)} lint finding(s) would block migrate on production "
+            "(rules that take dangerous locks or rewrite tables)"
+        )
     return ExitCode.ERROR if result.problems else ExitCode.OK
 
 
@@ -301,16 +326,27 @@ def run_rollback(common: Common, args: RollbackArgs) -> int:
 
 @dataclass(frozen=True)
 class BaselineArgs:
-    version: int
+    version: int | None
+    from_ledger: str | None
+    mapping: Path | None
+    ledger_table: str | None
     reason: str
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> BaselineArgs:
-        return cls(ns.version, ns.reason or "")
+        return cls(ns.version, ns.from_ledger, ns.mapping, ns.ledger_table, ns.reason or "")
 
 
 def run_baseline(common: Common, args: BaselineArgs) -> int:
-    result = commands.baseline(common.context(), version=args.version, reason=args.reason)
+    result = commands.baseline(
+        common.context(),
+        version=args.version,
+        from_ledger=args.from_ledger,
+        mapping=args.mapping,
+        ledger_table=args.ledger_table,
+        reason=args.reason,
+        progress=common.progress(),
+    )
     if common.json:
         _dump(result)
     else:
@@ -344,15 +380,16 @@ def run_repair(common: Common, args: RepairArgs) -> int:
 @dataclass(frozen=True)
 class LintArgs:
     pending: bool
+    write_baseline: bool
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> LintArgs:
-        return cls(ns.pending)
+        return cls(ns.pending, ns.write_baseline)
 
 
 def run_lint(common: Common, args: LintArgs) -> int:
     versions = commands.pending_versions(common.context()) if args.pending else None
-    result = commands.lint(common.migrations_dir, versions=versions)
+    result = commands.lint(common.migrations_dir, versions=versions, write_baseline=args.write_baseline)
     if common.json:
         _dump(result)
     else:
@@ -361,8 +398,39 @@ def run_lint(common: Common, args: LintArgs) -> int:
         for problem in result.problems:
             print(f"problem  {problem.describe()}")
         blocking = len(result.blocking)
-        print(f"{len(result.files)} file(s) linted, {len(result.findings)} finding(s), {blocking} not allowed")
+        production = sum(1 for f in result.findings if f.blocks_production)
+        if result.baseline is not None:
+            print(f"lint baseline written: {result.baseline}")
+        print(
+            f"{len(result.files)} file(s) linted, {len(result.findings)} finding(s), {blocking} neither allowed "
+            f"nor in the lint baseline, {production} of the kind that blocks production"
+        )
     return ExitCode.ERROR if result.blocking or result.problems else ExitCode.OK
+
+
+def run_import(ns: argparse.Namespace) -> int:
+    """``import``: no database, no connection options."""
+    result = importers.import_history(
+        ns.tool,
+        ns.source,
+        ns.destination,
+        renumber=ns.renumber,
+        allow_missing_down=ns.allow_missing_down,
+        dialect=ns.dialect,
+    )
+    if ns.json:
+        _dump(result.mapping)
+        return ExitCode.OK
+    changed = [m for m in result.mapping.migrations if m.notes]
+    for mig in changed:
+        print(f"{mig.file} <- {', '.join(mig.sources)}: {'; '.join(mig.notes)}")
+    if result.mapping.skipped:
+        print(f"not migrations for {ns.tool} (ignored, as it ignores them): {', '.join(result.mapping.skipped)}")
+    print(
+        f"imported {len(result.files)} migration(s) from {ns.tool} into {result.destination} "
+        f"({len(changed)} with notes); mapping: {result.destination / importers.MAP_FILE}"
+    )
+    return ExitCode.OK
 
 
 # -- registration ---------------------------------------------------------------------------------
@@ -447,14 +515,34 @@ def register(
 
     p = add("plan", PlanArgs, run_plan, "pending SQL, directives, lock modes and lint findings")
     p.add_argument("--target", type=_version)
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="also apply the pending migrations on a scratch PostgreSQL 16 holding the current schema "
+        "and report the locks pg_locks shows (and table rewrites); the live database is only read",
+    )
 
     p = add("rollback", RollbackArgs, run_rollback, "run down sections back to a version")
     p.add_argument("--to", type=_version, required=True, help="keep this version and those below")
     p.add_argument("--confirm", metavar="STACK", help="required on production: the stack name")
     p.add_argument("--reason", help="recorded in the audit log")
 
-    p = add("baseline", BaselineArgs, run_baseline, "adopt an existing database: record files up to a version")
-    p.add_argument("--version", type=_version, required=True)
+    p = add(
+        "baseline",
+        BaselineArgs,
+        run_baseline,
+        "adopt an existing database: record files as applied (up to --version, or those another tool's ledger "
+        "says ran), after checking its catalog against what they produce on a scratch PostgreSQL 16",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--version", type=_version, help="every file up to this version")
+    which.add_argument(
+        "--from-ledger",
+        choices=sorted(adopt.LEDGER_TOOLS),
+        help="the files the other tool's ledger in this database says ran (dirty or disagreeing: refused)",
+    )
+    p.add_argument("--mapping", type=Path, help="the import mapping (default: <migrations-dir>/.import-map.json)")
+    p.add_argument("--ledger-table", help="the other tool's ledger table, if not its default (schema.name)")
     p.add_argument("--reason", help="recorded in the audit log")
 
     p = add("repair", RepairArgs, run_repair, "accept a changed file's checksum (audited), or --forget a ledger row")
@@ -464,3 +552,24 @@ def register(
 
     p = add("lint", LintArgs, run_lint, "squawk over the migration files (no database unless --pending)")
     p.add_argument("--pending", action="store_true", help="only files not yet applied (connects)")
+    p.add_argument(
+        "--write-baseline",
+        action="store_true",
+        help="record today's findings in <migrations-dir>/.lint-baseline.json (an adopted history); "
+        "only new findings count after that",
+    )
+
+    p = subparsers.add_parser(
+        "import",
+        help="write another tool's migration history in this engine's format (no database)",
+        description="Import a golang-migrate (or popx), dbmate, diesel or Flyway history: order kept, names "
+        "normalised, no-transaction settings carried over, and a mapping file for baseline --from-ledger.",
+    )
+    p.add_argument("--from", dest="tool", required=True, choices=importers.FORMATS, help="the source tool")
+    p.add_argument("source", type=Path, metavar="SRC", help="the tool's migrations directory")
+    p.add_argument("destination", type=Path, metavar="DEST", help="a new (or empty) directory for the files")
+    p.add_argument("--renumber", action="store_true", help="number the files 0001.. in the tool's order")
+    p.add_argument("--allow-missing-down", action="store_true", help="import an up without a down as irreversible")
+    p.add_argument("--dialect", default="postgres", help="popx: the dialect whose files to take (postgres)")
+    p.add_argument("--json", action="store_true", help="print the mapping as JSON")
+    p.set_defaults(handler=run_import)

@@ -1,0 +1,219 @@
+"""Adopting a live database from the ledger another tool left in it (``baseline --from-ledger``).
+
+The other tool's ledger says which of its migrations ran; the import mapping
+(:data:`~infra.migrations.importers.MAP_FILE`) says which of our files each one became. Adoption
+records exactly those files, and only when everything agrees:
+
+* **dbmate**: ``schema_migrations(version)``, one row per applied version.
+* **golang-migrate**: ``schema_migrations(version, dirty)``, one row: the last version applied;
+  every file up to it counts as applied. ``dirty`` means a migration failed half-way: refused.
+  (ory's popx keeps pop's ``schema_migration(version)``, one row per version: pass
+  ``--ledger-table schema_migration``.)
+* **diesel**: ``__diesel_schema_migrations(version)``, one row per applied version.
+* **flyway**: ``flyway_schema_history``, one row per script run, in ``installed_rank`` order: a
+  failed row (``success = false``) is refused, an undo row un-applies its version, a
+  ``BASELINE`` row stands for every version up to its own.
+
+Refused, naming the row or file and the fix: a ledger row no imported file stands for, a file left
+out below one that ran (the tool would run it later; this engine would call it out of order), and
+a ledger that is not there. Then the catalog check (:func:`catalog_differences`): the files that
+ran are applied to a scratch PostgreSQL 16 and its catalog is compared with the live one, the
+other tool's ledger table left out of both.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from infra.errors import MigrationError, SafetyError
+from infra.migrations import catalog
+from infra.migrations.importers import ImportMap, MappedMigration
+from infra.migrations.importers.flyway import version_key
+from infra.migrations.ledger import LEDGER_SCHEMA
+
+__all__ = ["LEDGER_TOOLS", "ForeignLedger", "adopted", "catalog_differences", "read_foreign_ledger"]
+
+#: The tools whose ledger can be adopted, and the table each keeps by default.
+LEDGER_TOOLS: dict[str, str] = {
+    "dbmate": "schema_migrations",
+    "golang-migrate": "schema_migrations",
+    "diesel": "__diesel_schema_migrations",
+    "flyway": "flyway_schema_history",
+}
+
+
+@dataclass(frozen=True)
+class ForeignLedger:
+    """What the other tool's ledger says: its table, the role that owns it (the role the tool ran
+    as), and the applied keys; ``upto`` for golang-migrate (its one row) and a Flyway baseline."""
+
+    tool: str
+    table: str  # schema.name
+    owner: str
+    applied: tuple[str, ...]
+    upto: str | None = None
+
+
+def read_foreign_ledger(conn: psycopg.Connection[Any], tool: str, table: str | None = None) -> ForeignLedger:
+    """Read ``tool``'s ledger table (``table``, default :data:`LEDGER_TOOLS`, found on the search path).
+
+    Raises :class:`SafetyError` for a dirty or failed ledger, :class:`MigrationError` when absent.
+    """
+    if tool not in LEDGER_TOOLS:
+        raise MigrationError(f"--from-ledger {tool!r}: known: {', '.join(LEDGER_TOOLS)}")
+    name = table or LEDGER_TOOLS[tool]
+    row = conn.execute(
+        "SELECT n.nspname, c.relname, pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)",
+        (name,),
+    ).fetchone()
+    if row is None:
+        raise MigrationError(
+            f"no {tool} ledger: table {name!r} does not exist on the search path; fix: --ledger-table "
+            "schema.table if the tool was configured with another one"
+        )
+    qualified = sql.Identifier(str(row[0]), str(row[1]))
+    where = f"{row[0]}.{row[1]}"
+    columns = {
+        str(r[0])
+        for r in conn.execute(
+            "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+            "AND NOT attisdropped",
+            (name,),
+        ).fetchall()
+    }
+    if tool == "flyway":
+        return _flyway(conn, qualified, where, str(row[2]))
+    if tool == "golang-migrate" and "dirty" in columns:
+        rows = conn.execute(sql.SQL("SELECT version::text, dirty FROM {}").format(qualified)).fetchall()
+        if len(rows) > 1:
+            raise MigrationError(f"{where} has {len(rows)} rows; golang-migrate keeps one")
+        if rows and rows[0][1]:
+            raise SafetyError(
+                f"the golang-migrate ledger {where} is dirty at version {rows[0][0]}: that migration failed "
+                "part-way and its changes may be half-applied; fix: repair the database by hand, then mark it "
+                f"with golang-migrate's `migrate force <version>` and adopt again"
+            )
+        upto = str(rows[0][0]) if rows else None
+        return ForeignLedger(tool, where, str(row[2]), (upto,) if upto else (), upto)
+    if "version" not in columns:
+        raise MigrationError(f"{where} has no version column: not a {tool} ledger; fix: --ledger-table")
+    versions = conn.execute(sql.SQL("SELECT version::text FROM {} ORDER BY 1").format(qualified)).fetchall()
+    return ForeignLedger(tool, where, str(row[2]), tuple(str(v[0]) for v in versions))
+
+
+def _flyway(conn: psycopg.Connection[Any], table: sql.Identifier, where: str, owner: str) -> ForeignLedger:
+    rows = conn.execute(
+        sql.SQL("SELECT version, type, script, success FROM {} ORDER BY installed_rank").format(table)
+    ).fetchall()
+    applied: dict[tuple[int, ...], str] = {}
+    upto: str | None = None
+    for version, kind, script, success in rows:
+        if not success:
+            raise SafetyError(
+                f"the flyway ledger {where} records a failed run of {script} (version {version}); fix: repair "
+                "the database by hand and remove the failed row (flyway repair), then adopt again"
+            )
+        if version is None or kind == "SCHEMA":
+            continue  # repeatable scripts and flyway's own schema-creation marker
+        key = version_key(str(version))
+        if kind in ("BASELINE", "SQL_BASELINE"):
+            upto = str(version)
+        elif kind in ("UNDO_SQL", "DELETE"):
+            applied.pop(key, None)
+        else:
+            applied[key] = str(version)
+    return ForeignLedger("flyway", where, owner, tuple(applied.values()), upto)
+
+
+def adopted(ledger: ForeignLedger, mapping: ImportMap) -> tuple[MappedMigration, ...]:
+    """The imported files the ledger says ran: a prefix of the mapping's order, or a refusal."""
+    if mapping.tool != ledger.tool:
+        raise MigrationError(
+            f"the import mapping is from {mapping.tool} but --from-ledger says {ledger.tool}; fix: adopt "
+            f"with --from-ledger {mapping.tool}, or import the {ledger.tool} history"
+        )
+    order = sorted(mapping.migrations, key=lambda m: m.order)
+    ran: set[str] = set()
+    if ledger.tool == "flyway":
+        index = {version_key(m.ledger_key): m for m in order}
+        for version in ledger.applied:
+            found = index.get(version_key(version))
+            if found is None:
+                raise _unknown(ledger, version)
+            ran.add(found.file)
+        if ledger.upto is not None:
+            ran |= {m.file for m in order if version_key(m.ledger_key) <= version_key(ledger.upto)}
+    elif ledger.upto is not None:  # golang-migrate: one row, the last version applied
+        keys = [m.ledger_key for m in order]
+        if ledger.upto not in keys:
+            raise _unknown(ledger, ledger.upto)
+        ran = {m.file for m in order[: keys.index(ledger.upto) + 1]}
+    else:
+        index_by_key = mapping.by_key()
+        for version in ledger.applied:
+            found_m = index_by_key.get(version)
+            if found_m is None:
+                raise _unknown(ledger, version)
+            ran.add(found_m.file)
+    count = len(ran)
+    prefix = order[:count]
+    missing = [m for m in prefix if m.file not in ran]
+    if missing:
+        later = next(m for m in order[count:] if m.file in ran)
+        raise MigrationError(
+            f"{missing[0].file} ({', '.join(missing[0].sources)}) never ran according to {ledger.table}, but "
+            f"{later.file} after it did; {ledger.tool} would still run it, this engine would call it out of "
+            f"order; fix: apply it with {ledger.tool} first, then adopt"
+        )
+    return tuple(prefix)
+
+
+def _unknown(ledger: ForeignLedger, key: str) -> MigrationError:
+    return MigrationError(
+        f"{ledger.table} records version {key}, which no imported file stands for; fix: import the history "
+        "that holds it (the mapping is the one written by python -m infra import), or restore that migration"
+    )
+
+
+def user_schemas(conn: psycopg.Connection[Any]) -> set[str]:
+    rows = conn.execute(
+        "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname !~ '^pg_' "
+        "AND nspname NOT IN ('information_schema', %s)",
+        (LEDGER_SCHEMA,),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def catalog_differences(
+    live: psycopg.Connection[Any], twin: psycopg.Connection[Any], leave_out: Sequence[str] = ()
+) -> list[catalog.CatalogChange]:
+    """What differs between the live catalog and the one the files produced on the twin, in every
+    schema either has (not ours, not PostgreSQL's), leaving out the relations ``leave_out``
+    (``schema.name``: the other tool's ledger table) and their indexes and constraints."""
+    schemas = tuple(sorted(user_schemas(live) | user_schemas(twin)))
+    expected = catalog.snapshot(twin, schemas)
+    actual = catalog.snapshot(live, schemas)
+    skip = set(leave_out)
+    for name in leave_out:
+        rows = live.execute(
+            "SELECT n.nspname || '.' || c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c "
+            "ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE i.indrelid = to_regclass(%s)",
+            (name,),
+        ).fetchall()
+        skip |= {str(r[0]) for r in rows}
+    pattern = re.compile("|".join(re.escape(s) + r"(\.|$)" for s in skip)) if skip else None
+
+    def keep(snapshot: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        if pattern is None:
+            return snapshot
+        return {kind: {k: v for k, v in items.items() if not pattern.match(k)} for kind, items in snapshot.items()}
+
+    return catalog.compare(keep(expected), keep(actual))
