@@ -42,7 +42,14 @@ from infra.errors import MigrationParseError
 from infra.migrations import source as source_files
 from infra.migrations.importers import dbmate, diesel, flyway, golang_migrate
 from infra.migrations.importers.model import ImportMap, ImportRefused, MappedMigration, SourceMigration
-from infra.migrations.importers.sqltext import directive_lines, needs_autocommit, pieces, strip_wrapping_transaction
+from infra.migrations.importers.sqltext import (
+    TIMEOUT_DIRECTIVES,
+    directive_lines,
+    lift_timeouts,
+    needs_autocommit,
+    pieces,
+    strip_wrapping_transaction,
+)
 
 __all__ = ["FORMATS", "ImportResult", "import_history"]
 
@@ -149,19 +156,24 @@ def _slug(name: str) -> str:
 def _compose(tool: str, mig: SourceMigration) -> tuple[str, bool, bool, list[str]]:
     """Our file's text, the up and down transaction modes, and what was changed."""
     notes: list[str] = []
+    timeouts: dict[str, str] = {}
     if mig.whole_file:
-        return _compose_dbmate(mig, notes)
-    up, up_tx = _section(mig, mig.up, mig.up_transaction, "up", notes)
-    lines = [f"-- imported from {tool}: {', '.join(mig.sources)}", "-- migrate:up" + _option(up_tx), up]
+        return _compose_dbmate(mig, notes, timeouts)
+    up, up_tx = _section(mig, mig.up, mig.up_transaction, "up", notes, timeouts)
+    lines = ["-- migrate:up" + _option(up_tx), up]
     down_tx = True
     if mig.down is not None:
-        down, down_tx = _section(mig, mig.down, mig.down_transaction, "down", notes)
+        down, down_tx = _section(mig, mig.down, mig.down_transaction, "down", notes, timeouts)
         lines += ["-- migrate:down" + _option(down_tx), down]
-    return "\n".join(line.rstrip("\n") for line in lines) + "\n", up_tx, down_tx, notes
+    head = [f"-- imported from {tool}: {', '.join(mig.sources)}", *_timeout_lines(timeouts)]
+    return "\n".join(line.rstrip("\n") for line in [*head, *lines]) + "\n", up_tx, down_tx, notes
 
 
-def _compose_dbmate(mig: SourceMigration, notes: list[str]) -> tuple[str, bool, bool, list[str]]:
-    """dbmate's file is already in our format: kept as is, except a wrapping BEGIN/COMMIT in a section."""
+def _compose_dbmate(
+    mig: SourceMigration, notes: list[str], timeouts: dict[str, str]
+) -> tuple[str, bool, bool, list[str]]:
+    """dbmate's file is already in our format: kept as is, except a wrapping BEGIN/COMMIT in a section
+    and the runner's timeouts set in SQL (they become directives before ``-- migrate:up``)."""
     text = mig.up
     marks = list(_DBMATE_SECTION.finditer(text))
     modes = {m.group(1): "transaction:false" not in m.group(2).split() for m in marks}
@@ -172,13 +184,22 @@ def _compose_dbmate(mig: SourceMigration, notes: list[str]) -> tuple[str, bool, 
         body, stripped = _strip(mig, text[mark.end() : end])
         if stripped:
             notes.append(f"wrapping BEGIN/COMMIT removed from the {mark.group(1)} section")
-        out.append(body)
+        out.append(_lift(mig, body, mark.group(1), notes, timeouts))
         last = end
-    return "".join(out), modes.get("up", True), modes.get("down", True), notes
+    lifted = "".join(out)
+    if timeouts:
+        up_at = marks[0].start()
+        lifted = lifted[:up_at] + "".join(f"{line}\n" for line in _timeout_lines(timeouts)) + lifted[up_at:]
+    return lifted, modes.get("up", True), modes.get("down", True), notes
 
 
 def _section(
-    mig: SourceMigration, text: str, transaction: bool | None, which: str, notes: list[str]
+    mig: SourceMigration,
+    text: str,
+    transaction: bool | None,
+    which: str,
+    notes: list[str],
+    timeouts: dict[str, str],
 ) -> tuple[str, bool]:
     for line in directive_lines(text):
         raise ImportRefused(
@@ -188,6 +209,7 @@ def _section(
     body, stripped = _strip(mig, text)
     if stripped:
         notes.append(f"wrapping BEGIN/COMMIT removed from the {which} section")
+    body = _lift(mig, body, which, notes, timeouts)
     if transaction is None:  # the tool decides from the statements: so do we
         try:
             transaction = not any(needs_autocommit(p) for p in pieces(body))
@@ -203,6 +225,30 @@ def _strip(mig: SourceMigration, text: str) -> tuple[str, bool]:
         return strip_wrapping_transaction(text)
     except ParseError:
         return text, False  # the engine's parse reports the syntax error with its line
+
+
+def _lift(mig: SourceMigration, text: str, which: str, notes: list[str], timeouts: dict[str, str]) -> str:
+    """The runner owns lock_timeout and statement_timeout: a SET of either becomes the file's directive."""
+    try:
+        body, found = lift_timeouts(text)
+    except ParseError:
+        return text  # the engine's parse reports the syntax error with its line
+    except ValueError as exc:
+        raise ImportRefused(f"{_source_for(mig, which)}: {exc}; fix: set it to a duration like 10s") from None
+    for name, value in found.items():
+        if timeouts.setdefault(name, value) != value:
+            raise ImportRefused(
+                f"{', '.join(mig.sources)}: {name} is {timeouts[name]} in one section and {value} in the other; "
+                "the engine sets one value per migration; fix: use one value"
+            )
+        notes.append(
+            f"SET {name} = {value} in the {which} section became '-- migrate:{TIMEOUT_DIRECTIVES[name]} {value}'"
+        )
+    return body
+
+
+def _timeout_lines(timeouts: dict[str, str]) -> list[str]:
+    return [f"-- migrate:{TIMEOUT_DIRECTIVES[name]} {value}" for name, value in sorted(timeouts.items())]
 
 
 def _source_for(mig: SourceMigration, which: str) -> str:

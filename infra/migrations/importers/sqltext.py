@@ -17,7 +17,19 @@ from typing import Any
 
 from pglast import parser as pg
 
-__all__ = ["Piece", "directive_lines", "needs_autocommit", "pieces", "strip_wrapping_transaction"]
+__all__ = [
+    "TIMEOUT_DIRECTIVES",
+    "Piece",
+    "directive_lines",
+    "lift_timeouts",
+    "needs_autocommit",
+    "pieces",
+    "strip_wrapping_transaction",
+]
+
+#: The settings the runner owns and the directive that sets each for a whole file.
+TIMEOUT_DIRECTIVES = {"lock_timeout": "lock-timeout", "statement_timeout": "statement-timeout"}
+_DURATION = re.compile(r"^\s*([0-9]+)\s*(ms|s|min|h|d)?\s*$")
 
 _DIRECTIVE = re.compile(r"^--[ \t]*migrate:", re.MULTILINE)
 _ALWAYS_AUTOCOMMIT = frozenset(
@@ -81,11 +93,7 @@ def strip_wrapping_transaction(text: str) -> tuple[str, bool]:
         return text, False
     out = text
     for piece in (found[-1], found[0]):  # the later one first, so the earlier offsets stay valid
-        end = piece.stop
-        if out.startswith(";", end):
-            end += 1
-        begin = piece.start + _leading_comments(out[piece.start : piece.stop])  # a comment before it stays
-        out = out[:begin] + "".join(ch for ch in out[begin:end] if ch == "\n") + out[end:]
+        out = _blank(out, piece)
     return out, True
 
 
@@ -110,6 +118,40 @@ def _leading_comments(text: str) -> int:
         else:
             break
     return i
+
+
+def _blank(text: str, piece: Piece) -> str:
+    """``text`` without the statement (and its ``;``), its newlines kept; a comment before it stays."""
+    end = piece.stop + (1 if text.startswith(";", piece.stop) else 0)
+    begin = piece.start + _leading_comments(text[piece.start : piece.stop])
+    return text[:begin] + "".join(ch for ch in text[begin:end] if ch == "\n") + text[end:]
+
+
+def lift_timeouts(text: str) -> tuple[str, dict[str, str]]:
+    """``SET [LOCAL] lock_timeout|statement_timeout = ...`` taken out of ``text``, as the
+    ``-- migrate:lock-timeout`` / ``statement-timeout`` values that set them for the migration
+    (the runner owns both settings and refuses a file that changes them). Raises ``ValueError``
+    for a value that is not a duration above zero, and for one setting given twice differently."""
+    found: dict[str, str] = {}
+    for piece in reversed(pieces(text)):
+        name = str(piece.node.get("name", ""))
+        if (
+            piece.kind != "VariableSetStmt"
+            or piece.node.get("kind") != "VAR_SET_VALUE"
+            or name not in TIMEOUT_DIRECTIVES
+        ):
+            continue
+        (arg,) = piece.node.get("args", [{}])
+        const = arg.get("A_Const", {})
+        raw = str(const.get("sval", {}).get("sval", const.get("ival", {}).get("ival", "")))
+        m = _DURATION.match(raw)
+        if m is None or int(m.group(1)) == 0:
+            raise ValueError(f"{name} = {raw!r} is not a duration above zero")
+        value = f"{int(m.group(1))}{m.group(2) or 'ms'}"  # a bare number is milliseconds
+        if found.setdefault(name, value) != value:
+            raise ValueError(f"{name} is set twice, to {found[name]} and {value}")
+        text = _blank(text, piece)
+    return text, found
 
 
 def directive_lines(text: str) -> list[int]:

@@ -321,3 +321,31 @@ def test_cli_import_prints_the_summary_and_json(tmp_path: Path, capsys: pytest.C
     assert data["tool"] == "golang-migrate"
     assert data["migrations"][0]["file"] == "0001_a.sql"
     assert main(["import", "--from", "golang-migrate", str(src), str(tmp_path / "again")]) == 1
+
+
+def test_the_runners_timeouts_set_in_sql_become_directives(tmp_path: Path) -> None:
+    src = _files(
+        tmp_path / "src",
+        {
+            "1_a.up.sql": "SET statement_timeout = 60000;\nCREATE TABLE a (id int);\n",
+            "1_a.down.sql": "DROP TABLE a;\n",
+            "2_b.up.sql": "SET LOCAL lock_timeout = '0';\nSELECT 1;\n",
+            "2_b.down.sql": "",
+        },
+    )
+    with pytest.raises(ImportRefused, match=r"2_b\.up\.sql: lock_timeout = '0' is not a duration above zero"):
+        import_history("golang-migrate", src, tmp_path / "dest")
+    (src / "2_b.up.sql").write_text("SET LOCAL lock_timeout = '10s';\nSELECT 1;\n")
+    result = import_history("golang-migrate", src, tmp_path / "dest")
+    a, b = _parsed(tmp_path / "dest")
+    assert (a.directives.statement_timeout, a.directives.lock_timeout) == ("60000ms", None)
+    assert (b.directives.lock_timeout, [s.kind for s in b.up]) == ("10s", ["SelectStmt"])
+    assert result.mapping.migrations[1].notes == (
+        "SET lock_timeout = 10s in the up section became '-- migrate:lock-timeout 10s'",
+    )
+    dbmate = _files(
+        tmp_path / "dbmate", {"1_a.sql": "-- migrate:up\nSET LOCAL lock_timeout = '5s';\nSELECT 1;\n-- migrate:down\n"}
+    )
+    import_history("dbmate", dbmate, tmp_path / "from-dbmate")
+    text = (tmp_path / "from-dbmate" / "0001_a.sql").read_text()
+    assert text == "-- migrate:lock-timeout 5s\n-- migrate:up\n\nSELECT 1;\n-- migrate:down\n"
