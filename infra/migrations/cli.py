@@ -443,6 +443,9 @@ def _version(text: str) -> int:
     return int(text)
 
 
+_DEFAULTS = RunOptions()
+
+
 def _connection_args(p: argparse.ArgumentParser, extra_arguments: ArgumentsHook | None) -> None:
     add_libpq_arguments(p, "connection (default: libpq environment variables)")
     p.add_argument("--migrations-dir", type=Path, default=commands.DEFAULT_MIGRATIONS_DIR)
@@ -460,9 +463,19 @@ def _connection_args(p: argparse.ArgumentParser, extra_arguments: ArgumentsHook 
         extra_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output (and errors) on stdout")
     p.add_argument("--lock-wait", type=float, default=60.0, help="seconds to wait for the lock (60)")
-    p.add_argument("--lock-timeout", default="5s", help="lock_timeout per migration (5s)")
+    p.add_argument(
+        "--lock-timeout",
+        default=_DEFAULTS.lock_timeout,
+        help=f"lock_timeout per attempt of a migration ({_DEFAULTS.lock_timeout}); a timeout is retried",
+    )
     p.add_argument("--statement-timeout", default="15min", help="default statement_timeout (15min)")
-    p.add_argument("--lock-retries", type=int, default=3, help="retries after a lock timeout (3)")
+    p.add_argument(
+        "--lock-retries",
+        type=int,
+        default=_DEFAULTS.lock_retries,
+        help=f"retries after a lock timeout, jittered backoff doubling to {_DEFAULTS.retry_max_delay:g}s "
+        f"({_DEFAULTS.lock_retries})",
+    )
 
 
 class _VerbArgs(Protocol):
