@@ -36,8 +36,19 @@ from infra.migrations import catalog
 from infra.migrations.importers import ImportMap, MappedMigration
 from infra.migrations.importers.flyway import version_key
 from infra.migrations.ledger import LEDGER_SCHEMA
+from infra.migrations.source import Migration, Source
 
-__all__ = ["LEDGER_TOOLS", "ForeignLedger", "adopted", "catalog_differences", "read_foreign_ledger"]
+__all__ = [
+    "LEDGER_TOOLS",
+    "Adoption",
+    "ForeignLedger",
+    "adopted",
+    "catalog_differences",
+    "from_ledger",
+    "read_foreign_ledger",
+    "refuse_differences",
+    "up_to",
+]
 
 #: The tools whose ledger can be adopted, and the table each keeps by default.
 LEDGER_TOOLS: dict[str, str] = {
@@ -175,6 +186,63 @@ def adopted(ledger: ForeignLedger, mapping: ImportMap) -> tuple[MappedMigration,
     return tuple(prefix)
 
 
+@dataclass(frozen=True)
+class Adoption:
+    """What ``baseline`` records: the files, the relations to leave out of the catalog check (the
+    other tool's ledger), the role the files ran as there, and the reason for the audit log."""
+
+    migrations: tuple[Migration, ...]
+    leave_out: tuple[str, ...] = ()
+    login: str | None = None
+    reason: str = ""
+
+
+def up_to(files: Source, version: int) -> Adoption:
+    """Every file up to ``version`` (``baseline --version``)."""
+    migrations = tuple(m for m in files.migrations if m.version <= version)
+    if not any(m.version == version for m in migrations):
+        raise MigrationError(f"baseline --version {version}: no migration file has that version")
+    return _checked(files, Adoption(migrations))
+
+
+def from_ledger(
+    files: Source, conn: psycopg.Connection[Any], tool: str, mapping: ImportMap, table: str | None
+) -> Adoption:
+    """The files ``tool``'s ledger in ``conn`` says ran, through the import ``mapping``."""
+    foreign = read_foreign_ledger(conn, tool, table)
+    by_name = {m.filename: m for m in files.migrations}
+    broken = {b.filename: b for b in files.broken}
+    migrations = []
+    for chosen in adopted(foreign, mapping):
+        if chosen.file in broken:
+            raise broken[chosen.file].error
+        if chosen.file not in by_name:
+            raise MigrationError(
+                f"the import mapping names {chosen.file} but {files.directory} has no such file",
+                fix="--migrations-dir (the import's DEST) or --mapping",
+            )
+        migrations.append(by_name[chosen.file])
+    if not migrations:
+        raise MigrationError(f"{foreign.table} records no migration: nothing to adopt", fix="run migrate")
+    reason = f"adopted from the {tool} ledger {foreign.table}"
+    return _checked(files, Adoption(tuple(migrations), (foreign.table,), foreign.owner, reason))
+
+
+def _checked(files: Source, adoption: Adoption) -> Adoption:
+    """No broken file among or below the adopted ones, and no file between them that never ran."""
+    last = adoption.migrations[-1]
+    for item in files.broken:
+        if item.version is None or item.version <= last.version:
+            raise item.error
+    extra = [m.filename for m in files.migrations if m.version <= last.version and m not in adoption.migrations]
+    if extra:
+        raise MigrationError(
+            f"{extra[0]} sits among the adopted files but never ran",
+            fix=f"renumber it above {last.filename}, or apply it with the other tool first",
+        )
+    return adoption
+
+
 def _unknown(ledger: ForeignLedger, key: str) -> MigrationError:
     return MigrationError(
         f"{ledger.table} records version {key}, which no imported file stands for; fix: import the history "
@@ -217,3 +285,17 @@ def catalog_differences(
         return {kind: {k: v for k, v in items.items() if not pattern.match(k)} for kind, items in snapshot.items()}
 
     return catalog.compare(keep(expected), keep(actual))
+
+
+def refuse_differences(
+    live: psycopg.Connection[Any], twin: psycopg.Connection[Any], leave_out: Sequence[str] = ()
+) -> None:
+    """Raise :class:`SafetyError` listing (up to 20) what :func:`catalog_differences` finds."""
+    changes = catalog_differences(live, twin, leave_out)
+    if changes:
+        shown = "; ".join(c.describe() for c in changes[:20])
+        more = f" (and {len(changes) - 20} more)" if len(changes) > 20 else ""
+        raise SafetyError(
+            "baseline refused: the live database is not what the adopted files produce on PostgreSQL 16: "
+            f"{shown}{more}; fix: bring the database (or the files) in line, then adopt again"
+        )

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.errors import MigrationError
+from infra.errors import LintBlocked, MigrationError
 from infra.migrations.source import Migration, normalize
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "PRODUCTION_BLOCKING",
     "Finding",
     "SquawkConfig",
+    "gate",
     "lint",
     "squawk_binary",
     "write_baseline",
@@ -234,6 +235,15 @@ def lint(migrations: Sequence[Migration], directory: Path | None = None) -> tupl
             finding = dataclasses.replace(finding, baselined=True)
         marked.append(finding)
     return tuple(marked)
+
+
+def gate(migrations: Sequence[Migration]) -> None:
+    """Production's gate: raise :class:`LintBlocked` for findings of :data:`PRODUCTION_BLOCKING` in
+    ``migrations`` (the pending files) that their files do not allow and the baseline does not hold."""
+    if migrations:
+        blocking = tuple(f for f in lint(migrations) if f.blocks_production)
+        if blocking:
+            raise LintBlocked(blocking)
 
 
 def write_baseline(directory: Path, findings: Sequence[Finding]) -> Path:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from infra.migrations.ledger import AppliedMigration, EventAction
 from infra.migrations.lint import Finding
-from infra.migrations.locks import RelationLock
+from infra.migrations.locks import RelationLock, statement_locks
 from infra.migrations.measure import MeasuredStatement
 from infra.migrations.steps import StepResult
 from infra.migrations.validate import Problem
@@ -71,6 +71,13 @@ class StatementPlan:
     rewrites: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     measured: MeasuredStatement | None = None
+
+    @classmethod
+    def of(cls, line: int, text: str, measured: MeasuredStatement | None = None) -> StatementPlan:
+        """The plan of one statement: its locks read from its parse tree, and what was measured."""
+        derived = statement_locks(text)
+        mode, table, blocks = derived.summary()
+        return cls(line, text, mode, table, blocks, derived.locks, derived.rewrites, derived.notes, measured)
 
 
 @dataclass(frozen=True)
