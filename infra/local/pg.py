@@ -25,7 +25,7 @@ from infra.errors import InfraError
 from infra.migrations.scratch import open_for_traversal, pg_bin, server_env, server_user
 from infra.postdeploy.tunnel import free_port
 
-__all__ = ["LocalPostgres", "TlsMaterial", "make_tls", "pg_bin"]
+__all__ = ["LocalPostgres", "TlsMaterial", "make_tls", "pg_bin", "server_env"]
 
 PG16_NPM_VERSION = "16.14.0-beta.17"  # keep in step with the Makefile's PG16_NPM_VERSION
 

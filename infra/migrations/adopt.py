@@ -39,6 +39,7 @@ from infra.migrations.ledger import LEDGER_SCHEMA
 from infra.migrations.source import Migration, Source
 
 __all__ = [
+    "CLUSTER_KINDS",
     "LEDGER_TOOLS",
     "Adoption",
     "ForeignLedger",
@@ -259,15 +260,19 @@ def user_schemas(conn: psycopg.Connection[Any]) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
+#: Catalog kinds left out of the adoption check: roles are cluster-wide, and the twin has the live
+#: cluster's roles by name only (no attributes, no memberships), so those would always differ.
+CLUSTER_KINDS = frozenset({"role", "membership"})
+
+
 def catalog_differences(
     live: psycopg.Connection[Any], twin: psycopg.Connection[Any], leave_out: Sequence[str] = ()
-) -> list[catalog.CatalogChange]:
+) -> list[catalog.CatalogDifference]:
     """What differs between the live catalog and the one the files produced on the twin, in every
     schema either has (not ours, not PostgreSQL's), leaving out the relations ``leave_out``
-    (``schema.name``: the other tool's ledger table) and their indexes and constraints."""
+    (``schema.name``: the other tool's ledger table) with their indexes and constraints, and the
+    :data:`CLUSTER_KINDS`."""
     schemas = tuple(sorted(user_schemas(live) | user_schemas(twin)))
-    expected = catalog.snapshot(twin, schemas)
-    actual = catalog.snapshot(live, schemas)
     skip = set(leave_out)
     for name in leave_out:
         rows = live.execute(
@@ -279,12 +284,15 @@ def catalog_differences(
         skip |= {str(r[0]) for r in rows}
     pattern = re.compile("|".join(re.escape(s) + r"(\.|$)" for s in skip)) if skip else None
 
-    def keep(snapshot: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-        if pattern is None:
-            return snapshot
-        return {kind: {k: v for k, v in items.items() if not pattern.match(k)} for kind, items in snapshot.items()}
+    def kept(found: catalog.Catalog) -> catalog.Catalog:
+        objects = {
+            kind: {name: attrs for name, attrs in items.items() if pattern is None or not pattern.match(name)}
+            for kind, items in found.objects.items()
+            if kind not in CLUSTER_KINDS
+        }
+        return catalog.Catalog(found.server_version_num, objects)
 
-    return catalog.compare(keep(expected), keep(actual))
+    return catalog.compare(kept(catalog.introspect(twin, schemas)), kept(catalog.introspect(live, schemas)))
 
 
 def refuse_differences(

@@ -76,12 +76,14 @@ def _dbmate(binary: Path, db: PgDatabase, migrations: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def _schema(db: PgDatabase, *leave_out: str) -> dict[str, dict[str, str]]:
+def _schema(db: PgDatabase, *leave_out: str) -> dict[str, dict[str, dict[str, object]]]:
     """The catalog of the public schema, without the named relations (a tool's ledger) and their parts."""
     with db.connect_admin() as conn:
-        snap = catalog.snapshot(conn, ("public",))
+        found = catalog.introspect(conn, ("public",))
     drop = tuple(f"public.{name}" for name in leave_out)
-    return {kind: {k: v for k, v in items.items() if not k.startswith(drop)} for kind, items in snap.items()}
+    return {
+        kind: {k: dict(v) for k, v in items.items() if not k.startswith(drop)} for kind, items in found.objects.items()
+    }
 
 
 def test_litellm_round_trip_with_dbmate_then_adoption_from_its_ledger(
