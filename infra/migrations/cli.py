@@ -274,7 +274,10 @@ def run_plan(common: Common, args: PlanArgs) -> int:
         )
         for stmt in item.statements:
             on = f" on {stmt.table}" if stmt.table else ""
-            print(f"-- line {stmt.line}: lock {stmt.lock_mode}{on}; blocks {stmt.blocks}")
+            if stmt.lock_mode == "unknown":
+                print(f"-- line {stmt.line}: lock not derivable from the parse tree")
+            else:
+                print(f"-- line {stmt.line}: lock {stmt.lock_mode}{on}; blocks {stmt.blocks}")
             others = [f"{lock.mode.label} on {lock.relation}" for lock in stmt.locks if lock.relation != stmt.table]
             if others:
                 print(f"--   also: {'; '.join(others)}")
@@ -291,6 +294,9 @@ def run_plan(common: Common, args: PlanArgs) -> int:
                 for text in stmt.measured.disagreements:
                     print(f"--   the parse tree and pg_locks differ: {text}")
             print(stmt.sql + "\n;")
+        if item.held:
+            held = "; ".join(f"{lock.mode.label} on {lock.relation}" for lock in item.held)
+            print(f"-- measured: the migration holds until its commit: {held}")
         for finding in item.findings:
             print(f"lint: {finding.describe()}")
         print()

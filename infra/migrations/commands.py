@@ -33,7 +33,7 @@ from infra.migrations import lint as lint_mod
 from infra.migrations.connection import ConnectionSpec, connect
 from infra.migrations.importers import MAP_FILE, ImportMap
 from infra.migrations.ledger import AppliedMigration, EventAction, TransactionMode
-from infra.migrations.measure import MeasuredStatement
+from infra.migrations.measure import MeasuredMigration
 from infra.migrations.measure import measure as measure_locks
 from infra.migrations.messages import Message, Unacknowledged, one_line
 from infra.migrations.results import (
@@ -269,7 +269,7 @@ def plan(
     raise_problems(validation.problems)
     runnable = validation.todo(to)
     todo = (*runnable, *(m for m in validation.blocked if to is None or m.version <= to))
-    measured: dict[str, tuple[MeasuredStatement, ...]] = {}
+    measured: dict[str, MeasuredMigration] = {}
     if measure and runnable:
         if validation.resume is not None:
             raise MigrationError(
@@ -285,7 +285,7 @@ def plan(
     for mig in todo:
         resumed = validation.resume is not None and validation.resume[0] is mig
         start = (validation.resume[1].statements_applied or 0) if resumed and validation.resume else 0
-        on_scratch = dict(zip(mig.up, measured.get(mig.label, ()), strict=False))
+        on_scratch = dict(zip(mig.up, measured[mig.label].statements, strict=True)) if mig.label in measured else {}
         statements = [StatementPlan.of(stmt.line, stmt.text, on_scratch.get(stmt)) for stmt in mig.up[start:]]
         d = mig.directives
         how: PlanMode = "no-op" if mig.up_section.empty else "no-transaction" if d.no_transaction else "transaction"
@@ -298,6 +298,7 @@ def plan(
                 allow=tuple(sorted(d.allow)),
                 statements=tuple(statements),
                 findings=tuple(f for f in findings if f.version == mig.version),
+                held=measured[mig.label].held if mig.label in measured and how == "transaction" else (),
             )
         )
     blocking = tuple(f for f in findings if f.blocks_production)
@@ -316,14 +317,14 @@ def _measure(
     server: ScratchServer,
     applied: Sequence[AppliedMigration],
     todo: Sequence[Migration],
-) -> dict[str, tuple[MeasuredStatement, ...]]:
+) -> dict[str, MeasuredMigration]:
     """Replay the applied files on a twin of the live cluster, then measure ``todo`` there."""
     with _runner(target, None) as runner:
         twin = _twin(target, server, runner.conn, None)
     top = max((r.version for r in applied), default=None)
     if top is not None:
         migrate(twin, to=top)
-    return {m.label: m.statements for m in measure_locks(twin.connection, todo)}
+    return {m.label: m for m in measure_locks(twin.connection, todo)}
 
 
 def rollback(

@@ -4,11 +4,12 @@ The caller (:func:`infra.migrations.commands.plan`) gives a database on a
 :class:`~infra.migrations.scratch.ScratchServer` that already holds the schema the applied
 files produce. For each pending migration:
 
-* transactional: ``BEGIN``, then each statement, and after each one this session's rows of
-  ``pg_locks`` are read (locks are held to the end of the transaction, so what a statement
-  adds is what it took) together with ``pg_class.relfilenode`` (a new filenode for an existing
-  relation means PostgreSQL rewrote it); then ``ROLLBACK``, and the migration is applied again
-  and committed so the next one sees it.
+* transactional: each statement in a transaction of its own, after the statements before it
+  were committed (a lock an earlier statement holds would otherwise hide the same lock taken
+  again); after it this session's rows of ``pg_locks`` are read together with
+  ``pg_class.relfilenode`` (a new filenode for an existing relation means PostgreSQL rewrote it);
+  then ``ROLLBACK``, and the statement runs again and commits. The migration itself holds every
+  lock of its statements until its one commit: :attr:`MeasuredMigration.held`.
 * no-transaction (``CREATE INDEX CONCURRENTLY`` ...): such a statement cannot run in a
   transaction, so a second session holds ``ROW EXCLUSIVE`` on every existing table (what any
   writer holds) while a third watches the statement's backend in ``pg_locks``: a statement that
@@ -69,6 +70,9 @@ _TYPES = """
 SELECT t.oid FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
+# Statements whose effect lasts to the end of the migration's transaction: made again before each
+# measured statement, since each is measured in a transaction of its own.
+_SETTINGS = frozenset({"VariableSetStmt", "ConstraintsSetStmt"})
 _KINDS = {"r": "table", "p": "table", "i": "index", "I": "index", "S": "sequence", "v": "view", "m": "view"}
 
 
@@ -101,6 +105,17 @@ class MeasuredStatement:
 class MeasuredMigration:
     label: str
     statements: tuple[MeasuredStatement, ...]
+
+    @property
+    def held(self) -> tuple[MeasuredLock, ...]:
+        """The strongest lock per object over all statements: what a transactional migration holds
+        from the statement that takes it until its commit."""
+        strongest: dict[str, MeasuredLock] = {}
+        for stmt in self.statements:
+            for lock in stmt.locks:
+                if lock.relation not in strongest or lock.mode > strongest[lock.relation].mode:
+                    strongest[lock.relation] = lock
+        return tuple(sorted(strongest.values(), key=lambda lock: (-lock.mode, lock.relation)))
 
 
 def measure(spec: ConnectionSpec, pending: Sequence[Migration]) -> tuple[MeasuredMigration, ...]:
@@ -144,26 +159,34 @@ def _existing(conn: psycopg.Connection[tuple[Any, ...]]) -> set[int]:
 
 
 def _measure_transaction(spec: ConnectionSpec, mig: Migration) -> list[MeasuredStatement]:
+    """Each statement in a transaction of its own, after the ones before it (so that a lock an earlier
+    statement already holds does not hide this one's): measured and rolled back, then run again and
+    committed. The settings the earlier statements made (``SET [LOCAL]``, ``SET ROLE``, ``SET
+    CONSTRAINTS``) are made again first, as the migration's one transaction would still have them."""
     out: list[MeasuredStatement] = []
     with _connect(spec) as conn:
         existing = _existing(conn)
-        conn.execute("BEGIN")
-        try:
-            held = _locks(conn)
-            for stmt in mig.up:
-                nodes = _filenodes(conn)
-                _execute(conn, mig, stmt)
-                now = _locks(conn)
-                taken = [_as_before(k, lock, nodes) for k, lock in now.items() if k not in held and k[0] in existing]
-                held = now
-                rewrites = _rewritten(nodes, _filenodes(conn), existing)
-                out.append(_statement(stmt, taken, rewrites, "transaction, rolled back"))
-        finally:
-            conn.execute("ROLLBACK")
-        conn.execute("BEGIN")  # now for real, so that the next migration sees this one
+        settings: list[Statement] = []
         for stmt in mig.up:
-            _execute(conn, mig, stmt)
-        conn.execute("COMMIT")
+            conn.execute("BEGIN")
+            try:
+                for setting in settings:
+                    _execute(conn, mig, setting)
+                held, nodes = _locks(conn), _filenodes(conn)
+                _execute(conn, mig, stmt)
+                taken = [
+                    _as_before(k, lock, nodes) for k, lock in _locks(conn).items() if k not in held and k[0] in existing
+                ]
+                rewrites = _rewritten(nodes, _filenodes(conn), existing)
+            finally:
+                conn.execute("ROLLBACK")
+            out.append(_statement(stmt, taken, rewrites, "transaction, rolled back"))
+            conn.execute("BEGIN")  # now for real, so that the next statement and migration see it
+            for done in (*settings, stmt):
+                _execute(conn, mig, done)
+            conn.execute("COMMIT")
+            if stmt.kind in _SETTINGS:
+                settings.append(stmt)
     return out
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 from infra.migrations.ledger import AppliedMigration, EventAction
 from infra.migrations.lint import Finding
 from infra.migrations.locks import RelationLock, statement_locks
-from infra.migrations.measure import MeasuredStatement
+from infra.migrations.measure import MeasuredLock, MeasuredStatement
 from infra.migrations.steps import StepResult
 from infra.migrations.validate import Problem
 
@@ -89,6 +89,7 @@ class PlanItem:
     allow: tuple[str, ...]
     statements: tuple[StatementPlan, ...]
     findings: tuple[Finding, ...]
+    held: tuple[MeasuredLock, ...] = ()  # --measure, transactional: what the migration holds until its commit
 
 
 @dataclass(frozen=True)

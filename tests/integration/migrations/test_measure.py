@@ -130,3 +130,26 @@ def test_plan_measure_cli_prints_measured_locks(
     assert (
         "--   measured (transaction, rolled back): ACCESS EXCLUSIVE on public.a; SHARE ROW EXCLUSIVE on public.b" in out
     )
+
+
+def test_each_statement_of_a_migration_shows_its_own_locks_and_the_migration_what_it_holds(
+    pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext, scratch_server: ScratchServer
+) -> None:
+    mig_dir.write(1, "schema", SCHEMA, "SELECT 1;")
+    # the second statement takes ACCESS EXCLUSIVE on a again (and rewrites it): in one transaction the
+    # first statement's lock would hide it; SET LOCAL still holds for the statements after it
+    mig_dir.write(
+        2,
+        "two",
+        "SET LOCAL search_path = public;\nALTER TABLE a ADD COLUMN b_id bigint REFERENCES b;\n"
+        "ALTER TABLE a ALTER COLUMN n TYPE bigint;",
+    )
+    commands.migrate(target, to=1)
+    (item,) = commands.plan(target, measure=True, scratch=scratch_server).items
+    measured = [s.measured for s in item.statements]
+    assert all(m is not None for m in measured)
+    tables = [{lock.relation: lock.mode for lock in m.locks if lock.kind == "table"} for m in measured if m]
+    assert tables == [{}, {"public.a": AE, "public.b": SRE}, {"public.a": AE}]
+    assert "public.a" in (measured[2].rewrites if measured[2] else ())
+    held = {lock.relation: lock.mode for lock in item.held if lock.kind == "table"}
+    assert held == {"public.a": AE, "public.b": SRE}
