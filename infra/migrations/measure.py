@@ -242,13 +242,13 @@ def _hold_writer_locks(writer: psycopg.Connection[tuple[Any, ...]]) -> None:
     """``BEGIN`` and ROW EXCLUSIVE on every ordinary table: the locks any writing application holds."""
     writer.execute("BEGIN")
     tables = writer.execute(
-        "SELECT c.oid::regclass::text FROM pg_catalog.pg_class c "
+        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
         "AND n.nspname !~ '^pg_(toast|temp)'"
     ).fetchall()
     if tables:
-        names = sql.SQL(", ").join(sql.SQL(str(t[0])) for t in tables)  # regclass text: already quoted
+        names = sql.SQL(", ").join(sql.Identifier(str(schema), str(name)) for schema, name in tables)
         writer.execute(sql.SQL("LOCK TABLE ONLY {} IN ROW EXCLUSIVE MODE").format(names))
 
 
