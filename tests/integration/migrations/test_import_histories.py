@@ -88,7 +88,7 @@ def _schema(db: PgDatabase, *leave_out: str) -> dict[str, dict[str, dict[str, ob
 
 def test_litellm_round_trip_with_dbmate_then_adoption_from_its_ledger(
     corpora: Callable[[str], Path],
-    dbmate: Path,
+    dbmate_binary: Path,
     databases: Callable[[], PgDatabase],
     scratch_server: ScratchServer,
     tmp_path: Path,
@@ -118,7 +118,7 @@ def test_litellm_round_trip_with_dbmate_then_adoption_from_its_ledger(
 
     # dbmate applies the history to one database, the engine the imported files to another: same schema
     by_dbmate, by_us = databases(), databases()
-    _dbmate(dbmate, by_dbmate, layout)
+    _dbmate(dbmate_binary, by_dbmate, layout)
     result = commands.migrate(_context(by_us, tmp_path / "ours"))
     assert len(result.applied) == 220
     assert _schema(by_us) == _schema(by_dbmate, "schema_migrations")
@@ -130,7 +130,7 @@ def test_litellm_round_trip_with_dbmate_then_adoption_from_its_ledger(
     partial_layout = tmp_path / "dbmate-150"
     litellm_as_dbmate(corpora("litellm"), partial_layout, limit=150)
     adopted = databases()
-    _dbmate(dbmate, adopted, partial_layout)
+    _dbmate(dbmate_binary, adopted, partial_layout)
     ours = _context(adopted, tmp_path / "ours")
     baseline = commands.baseline(ours, from_ledger="dbmate", scratch=scratch_server)
     assert len(baseline.versions) == 150
