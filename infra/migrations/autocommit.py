@@ -91,7 +91,7 @@ def _run_one(runner: Runner, mig: Migration, index: int) -> int:
         except psycopg.Error as exc:
             retryable = exc.sqlstate == LOCK_NOT_AVAILABLE and attempt <= runner.options.lock_retries
             if retryable and _handle_invalid_indexes(runner, mig, (stmt,), fail=False):
-                delay = backoff(runner.options.retry_base_delay, attempt)
+                delay = backoff(runner.options.retry_base_delay, attempt, runner.options.retry_max_delay)
                 runner.progress.retrying(mig, attempt, delay, one_line(exc))
                 runner.sleep(delay)
                 attempt += 1

@@ -1,4 +1,4 @@
-"""``python -m infra migrate|status|plan|validate|rollback|baseline|repair|lint``.
+"""``python -m infra migrate|status|plan|validate|rollback|baseline|repair|lint|import``.
 
 Parsing and printing only: each handler turns the ``argparse.Namespace`` once into frozen values
 (:class:`Common` for the options every verb shares, one ``*Args`` per verb) and calls a typed
@@ -11,7 +11,8 @@ Connection: ``--host/--hostaddr/--port/--dbname/--user/--sslmode/--sslrootcert``
 environment (``PGHOST``, ``PGPORT``, ``PGDATABASE``, ``PGUSER``, ``PGSSLMODE``, ``PGSERVICE``...).
 The password comes only from ``PGPASSWORD``, ``PGPASSFILE`` (~/.pgpass) or a service file: there
 is no ``--password``, and a ``--dsn`` that carries one is refused. A later stage may route a verb
-through a stack's bastion (``--stack``): :data:`Route`.
+through a stack's bastion (``--stack``): :data:`Route`. (One argument dataclass and one printer per
+verb keep this module past 500 lines; ``import`` registers from :mod:`infra.migrations.importers.cli`.)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import enum
 import json
 import sys
 from collections.abc import Callable
@@ -28,8 +30,9 @@ from typing import Any, Protocol, TextIO, TypeVar
 
 from infra.enums import Environment
 from infra.errors import ExitCode
-from infra.migrations import commands
+from infra.migrations import adopt, commands
 from infra.migrations.connection import ConnectionSpec, add_libpq_arguments, spec_from_args
+from infra.migrations.importers import cli as importers_cli
 from infra.migrations.ledger import LockHolder
 from infra.migrations.runner import RunOptions
 from infra.migrations.source import Migration
@@ -148,7 +151,12 @@ def _dump(obj: object) -> None:
             return sorted(value)
         raise TypeError(type(value).__name__)
 
-    data = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) and not isinstance(obj, type) else obj
+    def fields(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        # an enum field (a lock mode) reads as its name in the manual's spelling, not as a number
+        return {k: getattr(v, "label", v.name) if isinstance(v, enum.Enum) else v for k, v in pairs}
+
+    is_value = dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+    data = dataclasses.asdict(obj, dict_factory=fields) if is_value else obj  # type: ignore[call-overload]
     print(json.dumps(data, default=default, indent=2, sort_keys=True))
 
 
@@ -244,14 +252,15 @@ def run_validate(common: Common, args: NoArgs) -> int:
 @dataclass(frozen=True)
 class PlanArgs:
     target: int | None
+    measure: bool
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> PlanArgs:
-        return cls(ns.target)
+        return cls(ns.target, ns.measure)
 
 
 def run_plan(common: Common, args: PlanArgs) -> int:
-    result = commands.plan(common.context(), to=args.target)
+    result = commands.plan(common.context(), to=args.target, measure=args.measure)
     if common.json:
         _dump(result)
         return ExitCode.ERROR if result.problems else ExitCode.OK
@@ -265,15 +274,39 @@ def run_plan(common: Common, args: PlanArgs) -> int:
         )
         for stmt in item.statements:
             on = f" on {stmt.table}" if stmt.table else ""
-            print(f"-- line {stmt.line}: lock {stmt.lock_mode}{on}; blocks {stmt.blocks}")
+            if stmt.lock_mode == "unknown":
+                print(f"-- line {stmt.line}: lock not derivable from the parse tree")
+            else:
+                print(f"-- line {stmt.line}: lock {stmt.lock_mode}{on}; blocks {stmt.blocks}")
+            others = [f"{lock.mode.label} on {lock.relation}" for lock in stmt.locks if lock.relation != stmt.table]
+            if others:
+                print(f"--   also: {'; '.join(others)}")
+            for text in (*stmt.rewrites, *stmt.notes):
+                print(f"--   {text}")
+            if stmt.measured is not None:
+                taken = "; ".join(
+                    f"{lock.mode.label} on {lock.relation}" + ("" if lock.granted else " (waited)")
+                    for lock in stmt.measured.locks
+                )
+                print(f"--   measured ({stmt.measured.how}): {taken or 'no lock on an existing object'}")
+                if stmt.measured.rewrites:
+                    print(f"--   measured: rewrote {', '.join(stmt.measured.rewrites)}")
+                for text in stmt.measured.disagreements:
+                    print(f"--   the parse tree and pg_locks differ: {text}")
             print(stmt.sql + "\n;")
+        if item.held:
+            held = "; ".join(f"{lock.mode.label} on {lock.relation}" for lock in item.held)
+            print(f"-- measured: the migration holds until its commit: {held}")
         for finding in item.findings:
             print(f"lint: {finding.describe()}")
         print()
     for problem in result.problems:
         print(f"problem  {problem.describe()}")
     if result.blocking:
-        print(f"{len(result.blocking)} lint finding(s) would block migrate on production")
+        print(
+            f"{len(result.blocking)} lint finding(s) would block migrate on production "
+            "(rules that take dangerous locks or rewrite tables)"
+        )
     return ExitCode.ERROR if result.problems else ExitCode.OK
 
 
@@ -301,16 +334,27 @@ def run_rollback(common: Common, args: RollbackArgs) -> int:
 
 @dataclass(frozen=True)
 class BaselineArgs:
-    version: int
+    version: int | None
+    from_ledger: str | None
+    mapping: Path | None
+    ledger_table: str | None
     reason: str
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> BaselineArgs:
-        return cls(ns.version, ns.reason or "")
+        return cls(ns.version, ns.from_ledger, ns.mapping, ns.ledger_table, ns.reason or "")
 
 
 def run_baseline(common: Common, args: BaselineArgs) -> int:
-    result = commands.baseline(common.context(), version=args.version, reason=args.reason)
+    result = commands.baseline(
+        common.context(),
+        version=args.version,
+        from_ledger=args.from_ledger,
+        mapping=args.mapping,
+        ledger_table=args.ledger_table,
+        reason=args.reason,
+        progress=common.progress(),
+    )
     if common.json:
         _dump(result)
     else:
@@ -344,15 +388,16 @@ def run_repair(common: Common, args: RepairArgs) -> int:
 @dataclass(frozen=True)
 class LintArgs:
     pending: bool
+    write_baseline: bool
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> LintArgs:
-        return cls(ns.pending)
+        return cls(ns.pending, ns.write_baseline)
 
 
 def run_lint(common: Common, args: LintArgs) -> int:
     versions = commands.pending_versions(common.context()) if args.pending else None
-    result = commands.lint(common.migrations_dir, versions=versions)
+    result = commands.lint(common.migrations_dir, versions=versions, write_baseline=args.write_baseline)
     if common.json:
         _dump(result)
     else:
@@ -361,7 +406,13 @@ def run_lint(common: Common, args: LintArgs) -> int:
         for problem in result.problems:
             print(f"problem  {problem.describe()}")
         blocking = len(result.blocking)
-        print(f"{len(result.files)} file(s) linted, {len(result.findings)} finding(s), {blocking} not allowed")
+        production = sum(1 for f in result.findings if f.blocks_production)
+        if result.baseline is not None:
+            print(f"lint baseline written: {result.baseline}")
+        print(
+            f"{len(result.files)} file(s) linted, {len(result.findings)} finding(s), {blocking} neither allowed "
+            f"nor in the lint baseline, {production} of the kind that blocks production"
+        )
     return ExitCode.ERROR if result.blocking or result.problems else ExitCode.OK
 
 
@@ -373,6 +424,9 @@ def _version(text: str) -> int:
     if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError(f"{text!r} is not a version (ASCII digits 0-9)")
     return int(text)
+
+
+_DEFAULTS = RunOptions()
 
 
 def _connection_args(p: argparse.ArgumentParser, extra_arguments: ArgumentsHook | None) -> None:
@@ -392,9 +446,19 @@ def _connection_args(p: argparse.ArgumentParser, extra_arguments: ArgumentsHook 
         extra_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output (and errors) on stdout")
     p.add_argument("--lock-wait", type=float, default=60.0, help="seconds to wait for the lock (60)")
-    p.add_argument("--lock-timeout", default="5s", help="lock_timeout per migration (5s)")
+    p.add_argument(
+        "--lock-timeout",
+        default=_DEFAULTS.lock_timeout,
+        help=f"lock_timeout per attempt of a migration ({_DEFAULTS.lock_timeout}); a timeout is retried",
+    )
     p.add_argument("--statement-timeout", default="15min", help="default statement_timeout (15min)")
-    p.add_argument("--lock-retries", type=int, default=3, help="retries after a lock timeout (3)")
+    p.add_argument(
+        "--lock-retries",
+        type=int,
+        default=_DEFAULTS.lock_retries,
+        help=f"retries after a lock timeout, jittered backoff doubling to {_DEFAULTS.retry_max_delay:g}s "
+        f"({_DEFAULTS.lock_retries})",
+    )
 
 
 class _VerbArgs(Protocol):
@@ -447,14 +511,34 @@ def register(
 
     p = add("plan", PlanArgs, run_plan, "pending SQL, directives, lock modes and lint findings")
     p.add_argument("--target", type=_version)
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="also apply the pending migrations on a scratch PostgreSQL 16 holding the current schema "
+        "and report the locks pg_locks shows (and table rewrites); the live database is only read",
+    )
 
     p = add("rollback", RollbackArgs, run_rollback, "run down sections back to a version")
     p.add_argument("--to", type=_version, required=True, help="keep this version and those below")
     p.add_argument("--confirm", metavar="STACK", help="required on production: the stack name")
     p.add_argument("--reason", help="recorded in the audit log")
 
-    p = add("baseline", BaselineArgs, run_baseline, "adopt an existing database: record files up to a version")
-    p.add_argument("--version", type=_version, required=True)
+    p = add(
+        "baseline",
+        BaselineArgs,
+        run_baseline,
+        "adopt an existing database: record files as applied (up to --version, or those another tool's ledger "
+        "says ran), after checking its catalog against what they produce on a scratch PostgreSQL 16",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--version", type=_version, help="every file up to this version")
+    which.add_argument(
+        "--from-ledger",
+        choices=sorted(adopt.LEDGER_TOOLS),
+        help="the files the other tool's ledger in this database says ran (dirty or disagreeing: refused)",
+    )
+    p.add_argument("--mapping", type=Path, help="the import mapping (default: <migrations-dir>/.import-map.json)")
+    p.add_argument("--ledger-table", help="the other tool's ledger table, if not its default (schema.name)")
     p.add_argument("--reason", help="recorded in the audit log")
 
     p = add("repair", RepairArgs, run_repair, "accept a changed file's checksum (audited), or --forget a ledger row")
@@ -464,3 +548,11 @@ def register(
 
     p = add("lint", LintArgs, run_lint, "squawk over the migration files (no database unless --pending)")
     p.add_argument("--pending", action="store_true", help="only files not yet applied (connects)")
+    p.add_argument(
+        "--write-baseline",
+        action="store_true",
+        help="record today's findings in <migrations-dir>/.lint-baseline.json (an adopted history); "
+        "only new findings count after that",
+    )
+
+    importers_cli.register(subparsers)

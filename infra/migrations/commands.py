@@ -6,6 +6,10 @@ disagreement, production guard, lint) happens before any migration SQL is sent; 
 stops ``migrate`` at that file (what comes before it is applied) and never hides the other
 files from ``status``, ``plan`` or ``validate``.
 
+``baseline`` and ``plan --measure`` also replay files on a scratch PostgreSQL 16 (the steps that
+make this module longer than 500 lines; the pieces they use live in ``adopt``, ``measure``,
+``scratch``).
+
 Raises (all :class:`~infra.errors.InfraError`): ``MigrationParseError``, ``ValidationError`` /
 ``ChecksumMismatch``, ``LockTimeout``, ``LintBlocked``, ``SafetyError``, ``MigrationError``.
 """
@@ -13,20 +17,24 @@ Raises (all :class:`~infra.errors.InfraError`): ``MigrationParseError``, ``Valid
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from infra.enums import Environment
-from infra.errors import LintBlocked, MigrationError, MigrationParseError, SafetyError
-from infra.migrations import catalog, ledger, source
+from infra.errors import MigrationError, MigrationParseError, SafetyError
+from infra.migrations import adopt, catalog, ledger, source
 from infra.migrations import lint as lint_mod
 from infra.migrations.connection import ConnectionSpec, connect
-from infra.migrations.ledger import EventAction, TransactionMode
-from infra.migrations.locks import lock_mode
+from infra.migrations.importers import MAP_FILE, ImportMap
+from infra.migrations.ledger import AppliedMigration, EventAction, TransactionMode
+from infra.migrations.measure import MeasuredMigration
+from infra.migrations.measure import measure as measure_locks
 from infra.migrations.messages import Message, Unacknowledged, one_line
 from infra.migrations.results import (
     BaselineResult,
@@ -42,6 +50,7 @@ from infra.migrations.results import (
     ValidateResult,
 )
 from infra.migrations.runner import Runner, RunOptions, new_run_id
+from infra.migrations.scratch import ScratchServer
 from infra.migrations.source import BrokenFile, Migration, Source
 from infra.migrations.steps import NullProgress, Progress, StepResult
 from infra.migrations.validate import Validation, check, raise_problems
@@ -176,18 +185,20 @@ def migrate(
     if to is not None and to not in known:
         raise MigrationError(f"--target {to}: no migration file has that version")
     with _runner(target, progress) as runner:
+        linted: set[str] = set()
+        if not dry_run and target.environment == Environment.PRODUCTION:
+            # The gate comes before the lock message, which creates the ledger on a new database:
+            # a refusal writes nothing. (A database stamped production already has its ledger, so
+            # the gate after the lock below writes nothing either.)
+            pending = _validated(files, ledger.read_ledger(runner.conn)[0], to, target.options).todo(to)
+            lint_mod.gate(pending)
+            linted = {m.filename for m in pending}
         rows, stamped = ledger.read_ledger(runner.conn) if dry_run else runner.acquire()
-        validation = check(files, rows, retry_failed=target.options.retry_failed)
-        raise_problems(validation.problems)
-        top = max((r.version for r in rows), default=None)
-        if to is not None and top is not None and to < top:
-            raise MigrationError(f"--target {to} is below the highest applied version {top}", fix=f"rollback --to {to}")
+        validation = _validated(files, rows, to, target.options)
         todo = validation.todo(to)
         stop = validation.stop if validation.stop and (to is None or (validation.stop.version or 0) <= to) else None
-        if _is_production(target, stamped) and todo:
-            blocking = tuple(f for f in lint_mod.lint(todo) if not f.allowed)
-            if blocking:
-                raise LintBlocked(blocking)
+        if _is_production(target, stamped):
+            lint_mod.gate([m for m in todo if m.filename not in linted])
         planned = tuple(m.label for m in todo)
         if dry_run:
             return MigrateResult(runner.run_id, (), planned, True, stamped, stop=validation.later[0] if stop else None)
@@ -198,6 +209,16 @@ def migrate(
         return MigrateResult(
             runner.run_id, tuple(steps), planned, False, environment, target.options.single_transaction
         )
+
+
+def _validated(files: Source, rows: Sequence[AppliedMigration], to: int | None, options: RunOptions) -> Validation:
+    """Files against the ledger (raising the problems), and ``to`` not below what is applied."""
+    validation = check(files, rows, retry_failed=options.retry_failed)
+    raise_problems(validation.problems)
+    top = max((r.version for r in rows), default=None)
+    if to is not None and top is not None and to < top:
+        raise MigrationError(f"--target {to} is below the highest applied version {top}", fix=f"rollback --to {to}")
+    return validation
 
 
 def _apply(runner: Runner, validation: Validation, todo: Sequence[Migration], options: RunOptions) -> list[StepResult]:
@@ -234,23 +255,38 @@ def validate(target: MigrationContext) -> ValidateResult:
     return ValidateResult(len(files.migrations), len(validation.applied), tuple(m.label for m in validation.todo()))
 
 
-def plan(target: MigrationContext, *, to: int | None = None) -> PlanResult:
-    """The pending migrations: SQL, directives, lock modes and lint findings. Writes nothing.
+def plan(
+    target: MigrationContext, *, to: int | None = None, measure: bool = False, scratch: ScratchServer | None = None
+) -> PlanResult:
+    """The pending migrations: SQL, directives, locks and lint findings. Writes nothing.
 
-    Broken files are listed in ``problems``; the others are planned (a run stops at the first broken one).
+    Locks are read from each statement's parse tree; ``measure`` also applies the pending
+    migrations on a scratch PostgreSQL 16 (``scratch``, else one started for the call) that holds
+    the schema the applied files produce, and reports what ``pg_locks`` showed. Broken files are
+    listed in ``problems``; the others are planned (a run stops at the first broken one).
     """
     _, validation, stamped = _read(target)
     raise_problems(validation.problems)
-    todo = (*validation.todo(to), *(m for m in validation.blocked if to is None or m.version <= to))
+    runnable = validation.todo(to)
+    todo = (*runnable, *(m for m in validation.blocked if to is None or m.version <= to))
+    measured: dict[str, MeasuredMigration] = {}
+    if measure and runnable:
+        if validation.resume is not None:
+            raise MigrationError(
+                "plan --measure: a transaction:false migration is partially applied",
+                file=validation.resume[0].filename,
+                fix="finish it with migrate --retry-failed first",
+            )
+        with contextlib.ExitStack() as stack:
+            server = scratch or stack.enter_context(ScratchServer())
+            measured = _measure(target, server, validation.applied, runnable)
     findings = lint_mod.lint(todo)
     items: list[PlanItem] = []
     for mig in todo:
         resumed = validation.resume is not None and validation.resume[0] is mig
         start = (validation.resume[1].statements_applied or 0) if resumed and validation.resume else 0
-        statements = []
-        for stmt in mig.up[start:]:
-            mode, table, blocks = lock_mode(stmt.text)
-            statements.append(StatementPlan(stmt.line, stmt.text, mode, table, blocks))
+        on_scratch = dict(zip(mig.up, measured[mig.label].statements, strict=True)) if mig.label in measured else {}
+        statements = [StatementPlan.of(stmt.line, stmt.text, on_scratch.get(stmt)) for stmt in mig.up[start:]]
         d = mig.directives
         how: PlanMode = "no-op" if mig.up_section.empty else "no-transaction" if d.no_transaction else "transaction"
         items.append(
@@ -262,10 +298,33 @@ def plan(target: MigrationContext, *, to: int | None = None) -> PlanResult:
                 allow=tuple(sorted(d.allow)),
                 statements=tuple(statements),
                 findings=tuple(f for f in findings if f.version == mig.version),
+                held=measured[mig.label].held if mig.label in measured and how == "transaction" else (),
             )
         )
-    blocking = tuple(f for f in findings if not f.allowed)
-    return PlanResult(tuple(items), stamped, blocking, validation.later)
+    blocking = tuple(f for f in findings if f.blocks_production)
+    return PlanResult(tuple(items), stamped, blocking, validation.later, measured=bool(measured))
+
+
+def _twin(
+    target: MigrationContext, server: ScratchServer, live: psycopg.Connection[Any], login: str | None
+) -> MigrationContext:
+    """The target pointed at an empty database on ``server`` shaped like the live cluster (its roles)."""
+    return dataclasses.replace(target, connection=server.twin(live, login), environment=None, stack=None)
+
+
+def _measure(
+    target: MigrationContext,
+    server: ScratchServer,
+    applied: Sequence[AppliedMigration],
+    todo: Sequence[Migration],
+) -> dict[str, MeasuredMigration]:
+    """Replay the applied files on a twin of the live cluster, then measure ``todo`` there."""
+    with _runner(target, None) as runner:
+        twin = _twin(target, server, runner.conn, None)
+    top = max((r.version for r in applied), default=None)
+    if top is not None:
+        migrate(twin, to=top)
+    return {m.label: m for m in measure_locks(twin.connection, todo)}
 
 
 def rollback(
@@ -318,26 +377,53 @@ def rollback(
 
 
 def baseline(
-    target: MigrationContext, *, version: int, reason: str = "", progress: Progress | None = None
+    target: MigrationContext,
+    *,
+    version: int | None = None,
+    from_ledger: str | None = None,
+    mapping: Path | None = None,
+    ledger_table: str | None = None,
+    reason: str = "",
+    progress: Progress | None = None,
+    scratch: ScratchServer | None = None,
 ) -> BaselineResult:
-    """Adopt an existing database: record every file up to ``version`` as applied, run nothing.
+    """Adopt an existing database: record files as applied, run nothing.
 
-    Refuses when the ledger already has rows, or when one of those files is broken.
+    Which files: every one up to ``version``, or (``from_ledger``, a tool of
+    :data:`~infra.migrations.adopt.LEDGER_TOOLS`) those the other tool's ledger says ran, mapped
+    through the import mapping (``mapping``, default ``<migrations-dir>/.import-map.json``).
+    Before anything is written the live catalog is compared with the one those files produce on
+    a scratch PostgreSQL 16 (``scratch``, else one started for the call). Refuses when our ledger
+    already has rows, when one of the files is broken, when the other ledger is dirty or disagrees
+    with the files, or when the catalogs differ.
     """
+    if (version is None) == (from_ledger is None):
+        raise MigrationError("baseline needs exactly one of --version V and --from-ledger TOOL")
     files = _load(target)
-    for item in files.broken:
-        if item.version is None or item.version <= version:
-            raise item.error
-    migrations = [m for m in files.migrations if m.version <= version]
-    if not any(m.version == version for m in migrations):
-        raise MigrationError(f"baseline --version {version}: no migration file has that version")
     with _runner(target, progress) as runner:
-        rows, _ = runner.acquire()
+        if from_ledger is not None:
+            imported = ImportMap.read(mapping or target.migrations_dir / MAP_FILE)
+            chosen = adopt.from_ledger(files, runner.conn, from_ledger, imported, ledger_table)
+        else:
+            assert version is not None
+            chosen = adopt.up_to(files, version)
+        migrations = chosen.migrations
+        reason = reason or chosen.reason
+        rows, _ = ledger.read_ledger(runner.conn)  # read only: nothing is written before the checks
         if rows:
             raise SafetyError(
                 f"baseline refused: the ledger already records {len(rows)} migration(s); "
                 "baseline only adopts a database that has none"
             )
+        with contextlib.ExitStack() as stack:
+            server = scratch or stack.enter_context(ScratchServer())
+            twin = _twin(target, server, runner.conn, chosen.login)
+            migrate(twin, to=migrations[-1].version)
+            with twin.connection.connect(application_name="baseline-check") as conn:
+                adopt.refuse_differences(runner.conn, conn, chosen.leave_out)
+        rows, _ = runner.acquire()
+        if rows:
+            raise SafetyError(f"baseline refused: another run recorded {len(rows)} migration(s) meanwhile")
         message = Message(runner.conn).ours(sql.SQL("BEGIN"))
         for mig in migrations:
             message.ours(
@@ -412,10 +498,12 @@ def repair(target: MigrationContext, *, version: int, reason: str, forget: bool 
         return RepairResult(runner.run_id, version, EventAction.REPAIR, row.checksum, mig.checksum)
 
 
-def lint(migrations_dir: Path, *, versions: Sequence[int] | None = None) -> LintResult:
+def lint(migrations_dir: Path, *, versions: Sequence[int] | None = None, write_baseline: bool = False) -> LintResult:
     """squawk over the files of ``migrations_dir`` (all, or only ``versions``); no database.
 
-    An absent or empty directory is fine (nothing to lint); broken files are listed as problems.
+    ``write_baseline`` records the findings the files do not allow as the directory's lint
+    baseline (for an adopted history), after which they no longer count. An absent or empty
+    directory is fine (nothing to lint); broken files are listed as problems.
     """
     files = source.load(migrations_dir)
     migrations = files.migrations
@@ -423,7 +511,13 @@ def lint(migrations_dir: Path, *, versions: Sequence[int] | None = None) -> Lint
         wanted = set(versions)
         migrations = tuple(m for m in migrations if m.version in wanted)
     problems = check(Source(files.directory, (), files.broken), ()).all_problems
-    return LintResult(tuple(m.filename for m in migrations), lint_mod.lint(migrations), problems)
+    written: Path | None = None
+    if write_baseline:
+        if versions is not None:
+            raise MigrationError("lint --write-baseline covers every file", fix="drop --pending")
+        written = lint_mod.write_baseline(migrations_dir, lint_mod.lint(migrations, migrations_dir))
+    findings = lint_mod.lint(migrations, migrations_dir)
+    return LintResult(tuple(m.filename for m in migrations), findings, problems, written)
 
 
 def pending_versions(target: MigrationContext) -> tuple[int, ...]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from infra.migrations.ledger import AppliedMigration, EventAction
 from infra.migrations.lint import Finding
+from infra.migrations.locks import RelationLock, statement_locks
+from infra.migrations.measure import MeasuredLock, MeasuredStatement
 from infra.migrations.steps import StepResult
 from infra.migrations.validate import Problem
 
@@ -55,11 +58,26 @@ class ValidateResult:
 
 @dataclass(frozen=True)
 class StatementPlan:
+    """One pending statement: the strongest lock read from its parse tree (``lock_mode`` on ``table``,
+    what it ``blocks``), every lock (``locks``), what may be rewritten, what the tree cannot tell
+    (``notes``) and, with ``--measure``, what PostgreSQL took (``measured``)."""
+
     line: int
     sql: str
     lock_mode: str
     table: str | None
     blocks: str
+    locks: tuple[RelationLock, ...] = ()
+    rewrites: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    measured: MeasuredStatement | None = None
+
+    @classmethod
+    def of(cls, line: int, text: str, measured: MeasuredStatement | None = None) -> StatementPlan:
+        """The plan of one statement: its locks read from its parse tree, and what was measured."""
+        derived = statement_locks(text)
+        mode, table, blocks = derived.summary()
+        return cls(line, text, mode, table, blocks, derived.locks, derived.rewrites, derived.notes, measured)
 
 
 @dataclass(frozen=True)
@@ -71,6 +89,7 @@ class PlanItem:
     allow: tuple[str, ...]
     statements: tuple[StatementPlan, ...]
     findings: tuple[Finding, ...]
+    held: tuple[MeasuredLock, ...] = ()  # --measure, transactional: what the migration holds until its commit
 
 
 @dataclass(frozen=True)
@@ -79,6 +98,7 @@ class PlanResult:
     environment: str | None
     blocking: tuple[Finding, ...]  # findings that would block migrate on production
     problems: tuple[Problem, ...] = ()  # broken files: a run stops at the first
+    measured: bool = False  # locks measured on a scratch PostgreSQL 16 (plan --measure)
 
 
 @dataclass(frozen=True)
@@ -107,7 +127,9 @@ class LintResult:
     files: tuple[str, ...]
     findings: tuple[Finding, ...]
     problems: tuple[Problem, ...] = ()  # files that could not be linted (broken)
+    baseline: Path | None = None  # written by lint --write-baseline
 
     @property
     def blocking(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if not f.allowed)
+        """Findings neither allowed by their file nor in the lint baseline: ``lint`` fails on these."""
+        return tuple(f for f in self.findings if f.counts)

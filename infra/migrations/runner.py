@@ -87,14 +87,20 @@ class RunOptions:
     """How a run behaves. Durations are PostgreSQL duration strings (``5s``, ``500ms``)."""
 
     lock_wait: float = 60.0  # seconds to poll for the advisory lock
-    lock_timeout: str = "5s"
+    # Short, and retried: while a migration waits for its lock, every query on the table queues
+    # behind it, so the application stalls for as long as one attempt waits (bench/lock_bench.py:
+    # 500 ms keeps the application's p99 within a second; pgroll's default is the same). A file that
+    # may wait longer says so: -- migrate:lock-timeout 1min (a CONCURRENTLY index build, whose
+    # SHARE UPDATE EXCLUSIVE lets reads and writes through, loses nothing by waiting).
+    lock_timeout: str = "500ms"
     statement_timeout: str = "15min"
     idle_in_transaction_timeout: str = "60s"
     # The server checks every so often whether the client is still there, and cancels the
     # migration if not (a killed runner or a dropped tunnel), so its locks go at once.
     client_check_interval: str = "1s"
-    lock_retries: int = 3  # extra attempts of a migration that hit lock_timeout
+    lock_retries: int = 20  # extra attempts of a migration that hit lock_timeout (about a minute in all)
     retry_base_delay: float = 0.5  # seconds; doubled per attempt, jittered
+    retry_max_delay: float = 5.0  # seconds: the doubling stops here
     single_transaction: bool = False
     rebuild_invalid_indexes: bool = False
     retry_failed: bool = False
@@ -204,7 +210,7 @@ class Runner:
             except psycopg.Error as exc:
                 self.rollback_quietly()
                 if exc.sqlstate == LOCK_NOT_AVAILABLE and attempt <= self.options.lock_retries:
-                    delay = backoff(self.options.retry_base_delay, attempt)
+                    delay = backoff(self.options.retry_base_delay, attempt, self.options.retry_max_delay)
                     self.progress.retrying(mig, attempt, delay, one_line(exc))
                     self.sleep(delay)
                     attempt += 1
@@ -266,7 +272,7 @@ class Runner:
                 )
             else:
                 return results
-            delay = backoff(self.options.retry_base_delay, attempt)
+            delay = backoff(self.options.retry_base_delay, attempt, self.options.retry_max_delay)
             self.progress.retrying(migrations[len(results)], attempt, delay, "lock timeout: retrying the whole run")
             self.sleep(delay)
             attempt += 1

@@ -68,7 +68,7 @@ class StepResult:
     statements: int = 0
 
 
-def backoff(base: float, attempt: int) -> float:
-    """Seconds to wait before retry ``attempt``: doubled each time, jittered."""
-    cap = base * 2 ** (attempt - 1)
+def backoff(base: float, attempt: int, maximum: float = float("inf")) -> float:
+    """Seconds to wait before retry ``attempt``: doubled each time up to ``maximum``, jittered."""
+    cap = min(base * 2 ** (attempt - 1), maximum)
     return random.uniform(cap / 2, cap)  # noqa: S311 - jitter, not crypto

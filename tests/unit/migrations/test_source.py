@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from infra.errors import MigrationParseError
-from infra.migrations.locks import lock_mode
 from infra.migrations.source import checksum, load, manifest, parse, version_of
 
 
@@ -196,21 +195,3 @@ def test_load_keeps_going_past_broken_files_and_orders_numerically(tmp_path: Pat
     assert broken["12_e.sql"][0] == 12
     assert broken["0013_f.SQL"][0] is None
     assert load(tmp_path / "absent").migrations == ()
-
-
-@pytest.mark.parametrize(
-    ("stmt", "mode", "table"),
-    [
-        ("CREATE INDEX CONCURRENTLY i ON app.t (a)", "SHARE UPDATE EXCLUSIVE", "app.t"),
-        ("CREATE UNIQUE INDEX i ON t (a)", "SHARE", "t"),
-        ("ALTER TABLE t ADD COLUMN c int", "ACCESS EXCLUSIVE", "t"),
-        ("ALTER TABLE t VALIDATE CONSTRAINT c", "SHARE UPDATE EXCLUSIVE", "t"),
-        ("-- why\nINSERT INTO t VALUES (1)", "ROW EXCLUSIVE", "t"),
-        ("CREATE TABLE n (id bigint)", "none", None),
-        ("GRANT SELECT ON t TO r", "catalog only", None),
-        ("CLUSTER t", "unknown", None),
-    ],
-)
-def test_lock_modes_for_plan(stmt: str, mode: str, table: str | None) -> None:
-    got_mode, got_table, _ = lock_mode(stmt)
-    assert (got_mode, got_table) == (mode, table)
