@@ -82,5 +82,5 @@ def test_make_install_and_ci_use_the_one_list() -> None:
     dry = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, check=True)
     assert dry.stdout.splitlines()[0] == "bash .ci/install-system-packages"
     ci = (ROOT / ".ci" / "run").read_text()
-    assert ci.index("bash .ci/install-system-packages") < ci.index("make test")
+    assert ci.index("bash .ci/install-system-packages") < ci.rindex("make test")
     assert "apt-get" not in ci  # no second list
