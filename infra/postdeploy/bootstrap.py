@@ -46,7 +46,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 #: NOLOGIN group roles; the migrations grant them privileges on the ``app`` schema.
-GROUP_ROLES: tuple[str, ...] = ("app_owner", "app_readwrite", "app_readonly", "platform_admin")
+GROUP_ROLES: tuple[str, ...] = ("app_owner", "app_readwrite", "app_readonly", "platform_admin", "app_tenant_issuer")
 
 #: Each login user and the group role it is a member of.
 USER_GROUPS: Mapping[str, str] = {"migrator": "app_owner", "app": "app_readwrite", "readonly": "app_readonly"}

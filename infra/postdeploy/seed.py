@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 APP_SCHEMA = "app"
+#: Every schema the migrations create: reset drops them all (app_private holds the tenant-context key).
+APP_SCHEMAS = (APP_SCHEMA, "app_private")
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,8 @@ def _drop_and_forget(conn: psycopg.Connection[Any], run_id: str, confirm: str) -
     s = sql.Identifier(LEDGER_SCHEMA)
     try:
         with conn.transaction():
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(APP_SCHEMA)))
+            for schema in APP_SCHEMAS:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
             if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{LEDGER_SCHEMA}.applied",)).fetchone() != (True,):
                 return ()
             rows = conn.execute(

@@ -15,13 +15,14 @@ from infra.errors import SafetyError
 from infra.migrations.ledger import LOCK_KEY, stamp_environment
 from infra.postdeploy.seed import reset, seed
 from tests.fixtures.pg import PgDatabase
-from tests.fixtures.schema import migration_files, target_for
+from tests.fixtures.schema import migration_files, target_for, use_tenant
 
 COUNTS = """
 SELECT (SELECT count(*) FROM app.tenants), (SELECT count(*) FROM app.users),
        (SELECT count(*) FROM app.user_roles), (SELECT count(*) FROM app.subscriptions),
        (SELECT count(*) FROM app.virtual_wallets), (SELECT count(*) FROM app.coin_transactions),
-       (SELECT count(*) FROM app.audit_logs), (SELECT count(*) FROM app.tenant_api_keys)
+       (SELECT count(*) FROM app.audit_logs), (SELECT count(*) FROM app.tenant_api_keys),
+       (SELECT count(*) FROM app.documents)
 """
 
 
@@ -39,10 +40,15 @@ def _snapshot(db: PgDatabase) -> tuple[Any, ...]:
 def test_seed_is_realistic_and_idempotent(schema_db: PgDatabase) -> None:
     spec = target_for(schema_db).connection
     first = seed(spec)
-    assert first.files == ("01_tenants_users.sql", "02_subscriptions_wallets.sql", "03_audit_api_keys.sql")
+    assert first.files == (
+        "01_tenants_users.sql",
+        "02_subscriptions_wallets.sql",
+        "03_audit_api_keys.sql",
+        "04_documents.sql",
+    )
     after_one = _snapshot(schema_db)
     counts, balances = after_one
-    assert counts == (2, 6, 7, 3, 5, 10, 6, 2)
+    assert counts == (2, 6, 7, 3, 5, 10, 6, 2, 3)
     assert [b[1] for b in balances] == [850, 150, 10, 180, 40]
     assert all(balance == total for _, balance, total in balances)
 
@@ -68,13 +74,13 @@ def test_seed_as_a_migrator_login_and_fail_closed_without_the_ledger(schema_db: 
             )
         )
     seed(dataclasses.replace(spec, user=migrator.name, password=lambda: migrator.password))
-    assert _snapshot(schema_db)[0] == (2, 6, 7, 3, 5, 10, 6, 2)
+    assert _snapshot(schema_db)[0] == (2, 6, 7, 3, 5, 10, 6, 2, 3)
 
 
 def test_seeded_tenants_are_isolated_for_the_app_role(schema_db: PgDatabase, login_as: Any) -> None:
     seed(target_for(schema_db).connection)
     with login_as("app_readwrite").connect() as conn:
-        conn.execute("SET LOCAL app.tenant_id = '10000000-0000-4000-8000-000000000002'")
+        use_tenant(conn, "10000000-0000-4000-8000-000000000002")
         emails = [r[0] for r in conn.execute("SELECT email FROM app.users ORDER BY email")]
         assert emails == ["Bob@Acme.example.com", "dana@globex.example.org", "eve@globex.example.org"]
         # the seeded API key authenticates only while live: Globex's is revoked
@@ -111,7 +117,7 @@ def test_reset_needs_confirm_then_drops_and_reapplies(schema_db: PgDatabase) -> 
     result = reset(spec, confirm=schema_db.name)
     assert result.forgotten == tuple(range(1, len(migration_files()) + 1))
     assert result.applied == tuple(p.name.removesuffix(".sql") for p in migration_files())
-    assert _snapshot(schema_db) == ((0, 0, 0, 0, 0, 0, 0, 0), ())
+    assert _snapshot(schema_db) == ((0, 0, 0, 0, 0, 0, 0, 0, 0), ())
     with schema_db.connect_admin() as conn:
         events = conn.execute(
             "SELECT count(*) FROM migrations_ledger.events WHERE action = 'forget' AND reason = %s",
