@@ -27,7 +27,7 @@ from infra.enums import Environment
 from infra.errors import InfraError, SafetyError
 from infra.migrations import commands
 from infra.migrations.connection import ConnectionSpec, connect
-from infra.migrations.ledger import LEDGER_SCHEMA, LOCK_KEY, ledger_environment
+from infra.migrations.ledger import LEDGER_SCHEMA, LOCK_KEY, ledger_environment, lock_holder
 from infra.migrations.runner import new_run_id, operator
 from infra.paths import MIGRATIONS_DIR, SEED_DIR
 
@@ -151,7 +151,10 @@ def _drop_and_forget(conn: psycopg.Connection[Any], run_id: str, confirm: str) -
     """Under the engine's advisory lock: drop the schema and the ledger rows in one transaction."""
     got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY).fetchone()
     if not got or not got[0]:
-        raise SafetyError("reset refused: a migration run holds the migration lock; fix: retry when it has finished")
+        holder = lock_holder(conn)
+        raise SafetyError(
+            f"reset refused: {holder.describe()} holds the migration lock; fix: retry when it has finished"
+        )
     s = sql.Identifier(LEDGER_SCHEMA)
     try:
         with conn.transaction():
