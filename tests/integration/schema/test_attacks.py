@@ -220,3 +220,29 @@ def test_readonly_holding_the_lock_is_named_not_waited_for_silently(
             )
         with pytest.raises(SafetyError, match=rf"user {reader.name}.*not a migration run"):
             reset(target_for(schema_db).connection, confirm=schema_db.name)
+
+
+# -- 8. the ledger and its owner --------------------------------------------------------------
+
+
+def test_the_owner_rewrites_the_ledger_only_through_ddl_that_the_server_logs(
+    schema_db: PgDatabase, world: World, login_as: LoginFactory
+) -> None:
+    """The claim is corrected (schema/README "Money"): DML is refused to every role, the owner
+    included; the owner can still change the table's definition, and that is DDL, which the server
+    logs with the role's name (``log_statement=ddl`` on RDS and Cloud SQL, set by provisioning;
+    ``all`` in this test cluster), outside the owner's reach."""
+    owner = login_as("app_owner")
+    with owner.connect() as conn:
+        use_tenant(conn, world.tenant_a)
+        with pytest.raises(errors.InsufficientPrivilege, match="append-only"), conn.transaction():
+            conn.execute("UPDATE app.coin_transactions SET amount = 1")
+        conn.execute("ALTER TABLE app.coin_transactions DISABLE TRIGGER coin_transactions_append_only")
+        changed = conn.execute("UPDATE app.coin_transactions SET amount = 1 WHERE wallet_id = %s", (world.wallet_a,))
+        assert changed.rowcount == 1  # the owner can, by changing the table first
+        conn.rollback()
+    log = schema_db.cluster.log_path.read_text(errors="replace")
+    assert (
+        f"{owner.name}@{schema_db.name} LOG:  statement: "
+        "ALTER TABLE app.coin_transactions DISABLE TRIGGER coin_transactions_append_only"
+    ) in log
