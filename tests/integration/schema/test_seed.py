@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -12,10 +14,12 @@ from psycopg import sql
 from infra.cli import main
 from infra.enums import Environment
 from infra.errors import SafetyError
-from infra.migrations.ledger import LOCK_KEY, stamp_environment
+from infra.migrations.ledger import LOCK_KEY, ledger_environment, stamp_environment
 from infra.postdeploy.seed import reset, seed
 from tests.fixtures.pg import PgDatabase
 from tests.fixtures.schema import migration_files, target_for, use_tenant
+
+OUTPUTS = Path(__file__).resolve().parents[2] / "fixtures" / "outputs" / "aws-dev.json"
 
 COUNTS = """
 SELECT (SELECT count(*) FROM app.tenants), (SELECT count(*) FROM app.users),
@@ -176,3 +180,32 @@ def test_reset_refuses_while_a_migration_holds_the_lock(schema_db: PgDatabase) -
             reset(target_for(schema_db).connection, confirm=schema_db.name)
     with schema_db.connect_admin() as conn:
         assert conn.execute("SELECT to_regclass('app.tenants') IS NOT NULL").fetchone() == (True,)
+
+
+@pytest.mark.parametrize("verb", [["seed"], ["reset", "--confirm", "prod"]])
+def test_stack_outputs_saying_production_refuse_even_with_host(
+    schema_db: PgDatabase,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    verb: list[str],
+) -> None:
+    """Issue 11.5 as written: ``seed --stack prod --host ...`` / ``reset --stack prod --confirm prod
+    --host ...`` on a database whose ledger has no stamp yet, while the stack's outputs say production."""
+    doc = json.loads(OUTPUTS.read_text())
+    doc["environment"] = "production"
+    outputs = tmp_path / "prod.json"
+    outputs.write_text(json.dumps(doc))
+    monkeypatch.setenv("PGPASSWORD", schema_db.admin_password)
+    with schema_db.connect_admin() as conn:
+        assert ledger_environment(conn) is None  # no stamp: only the stack outputs know
+    before = _snapshot(schema_db)
+    argv = [*verb, "--stack", "prod", "--outputs-file", str(outputs), *_cli_args(schema_db)]
+    assert main(argv) == 1
+    assert f"refusing to {verb[0]} stack 'prod': its environment is production" in capsys.readouterr().err
+    assert _snapshot(schema_db) == before
+    with schema_db.connect_admin() as conn:
+        assert conn.execute("SELECT count(*) FROM migrations_ledger.applied").fetchone() == (len(migration_files()),)
+    # the legitimate path: the same command with a dev stack's outputs works
+    confirm = ["--confirm", "dev"] if verb[0] == "reset" else []
+    assert main([verb[0], "--stack", "dev", "--outputs-file", str(OUTPUTS), *_cli_args(schema_db), *confirm]) == 0
