@@ -164,7 +164,8 @@ def _least_privilege(conn: psycopg.Connection[Any], dbname: str) -> list[str]:
     db = sql.Identifier(dbname)
     if _scalar(conn, "SELECT has_database_privilege('app_readonly', %s, 'TEMP')", (dbname,)):
         _execute(conn, sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(db), "PUBLIC")
-        _execute(conn, sql.SQL("GRANT TEMPORARY ON DATABASE {} TO app_owner, app_readwrite").format(db), "app_readwrite")
+        grant = sql.SQL("GRANT TEMPORARY ON DATABASE {} TO app_owner, app_readwrite").format(db)
+        _execute(conn, grant, "app_readwrite")
         actions.append(f"temporary tables on {dbname} for app_owner and app_readwrite only")
     read_only = _scalar(
         conn,
@@ -174,7 +175,10 @@ def _least_privilege(conn: psycopg.Connection[Any], dbname: str) -> list[str]:
         (),
     )
     if not read_only:
-        _execute(conn, sql.SQL("ALTER ROLE readonly SET default_transaction_read_only = on"), "readonly")
+        read_only_default = sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
+            sql.Identifier("readonly")
+        )
+        _execute(conn, read_only_default, "readonly")
         actions.append("readonly's transactions read-only by default")
     return actions
 

@@ -6,6 +6,7 @@ The bootstrap runs as the managed-style admin (not superuser) on a fresh databas
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import psycopg
 import pytest
@@ -18,12 +19,13 @@ from tests.fixtures.pg import PgDatabase
 def test_readonly_cannot_create_temp_tables_or_large_objects(pg_db: PgDatabase) -> None:
     passwords = {user: secrets.token_urlsafe(18) for user in USER_GROUPS}
 
-    def connect(user: str) -> psycopg.Connection[tuple[object, ...]]:
-        return psycopg.connect(**pg_db.cluster.tcp_params(user, pg_db.name), password=passwords[user])
+    def connect(user: str, password: str | None = None) -> psycopg.Connection[Any]:
+        params: dict[str, Any] = {**pg_db.cluster.tcp_params(user, pg_db.name), "password": password or passwords[user]}
+        return psycopg.connect(**params)
 
     def can_login(user: str, password: str) -> bool:
         try:
-            psycopg.connect(**pg_db.cluster.tcp_params(user, pg_db.name), password=password).close()
+            connect(user, password).close()
         except psycopg.OperationalError:
             return False
         return True
