@@ -71,6 +71,7 @@ synth: install
 
 bench: install
 	$(PY) bench/migrate_bench.py
+	$(PY) bench/tenant_context_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local
