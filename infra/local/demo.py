@@ -35,6 +35,7 @@ from psycopg import sql
 
 from infra.enums import Environment
 from infra.errors import InfraError, ToolMissing
+from infra.local.backup import archive_now, archive_settings, ensure_base_backup
 from infra.local.jumphost import JumpHost, find_sshd, stop_jump_host
 from infra.local.pg import LocalPostgres, pg_bin
 from infra.local.privnet import PrivateNetwork
@@ -99,7 +100,14 @@ class LocalDemo:
         return PrivateNetwork.here()
 
     def postgres(self, port: int | None = None) -> LocalPostgres:
-        return LocalPostgres(self.root / "pg", port=port, server_names=(TLS_NAME,), private_network=self.network())
+        # WAL archived under the demo's root: what `restore-drill --local` restores from (infra/local/backup.py)
+        return LocalPostgres(
+            self.root / "pg",
+            port=port,
+            server_names=(TLS_NAME,),
+            settings=archive_settings(self.root),
+            private_network=self.network(),
+        )
 
     def jump_host(self, pg_port: int, port: int | None = None) -> JumpHost:
         """sshd inside the database's network, behind a door on this machine's loopback."""
@@ -199,6 +207,7 @@ class LocalDemo:
         if not pg.running():
             pg.start()
         self._provision(pg, creds)
+        ensure_base_backup(pg, self.root)  # before the migrations: the drill restores to any time after
         if previous is not None and previous.sshd_pid is not None:
             stop_jump_host(self.root / "jumphost")  # a fresh jump host each time: new port
         jump = self.jump_host(pg.port)
@@ -215,6 +224,7 @@ class LocalDemo:
             seed=seed_step if seed_step is not None else _default_seed(),
             **run,
         )
+        archive_now(pg)  # the migrated state restorable at once, not after archive_timeout
         return report
 
     def down(self) -> list[str]:

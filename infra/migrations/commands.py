@@ -1,8 +1,10 @@
 """The command layer: one plain function per verb, taking a :class:`MigrationContext`, returning a result.
 
 The CLI (``infra/migrations/cli.py``) only parses arguments and prints these results; the
-post-deploy step and the tests call these functions directly. Every refusal (parse error,
-ledger/file disagreement, production guard, lint) happens before any migration SQL is sent.
+post-deploy step and the tests call these functions directly. Every refusal (ledger/file
+disagreement, production guard, lint) happens before any migration SQL is sent; a broken file
+stops ``migrate`` at that file (what comes before it is applied) and never hides the other
+files from ``status``, ``plan`` or ``validate``.
 
 Raises (all :class:`~infra.errors.InfraError`): ``MigrationParseError``, ``ValidationError`` /
 ``ChecksumMismatch``, ``LockTimeout``, ``LintBlocked``, ``SafetyError``, ``MigrationError``.
@@ -15,29 +17,34 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 from psycopg import sql
 
 from infra.enums import Environment
-from infra.errors import LintBlocked, MigrationError, SafetyError
+from infra.errors import LintBlocked, MigrationError, MigrationParseError, SafetyError
 from infra.migrations import catalog, ledger, source
 from infra.migrations import lint as lint_mod
 from infra.migrations.connection import ConnectionSpec, connect
-from infra.migrations.ledger import LEDGER_SCHEMA, AppliedMigration
-from infra.migrations.lint import Finding
+from infra.migrations.ledger import EventAction, TransactionMode
 from infra.migrations.locks import lock_mode
-from infra.migrations.runner import (
-    NullProgress,
-    Problem,
-    Progress,
-    Runner,
-    RunOptions,
-    StepResult,
-    Validation,
-    check,
-    new_run_id,
-    raise_problems,
+from infra.migrations.messages import Message, Unacknowledged, one_line
+from infra.migrations.results import (
+    BaselineResult,
+    LintResult,
+    MigrateResult,
+    PlanItem,
+    PlanMode,
+    PlanResult,
+    RepairResult,
+    RollbackResult,
+    StatementPlan,
+    StatusResult,
+    ValidateResult,
 )
-from infra.migrations.source import Migration
+from infra.migrations.runner import Runner, RunOptions, new_run_id
+from infra.migrations.source import BrokenFile, Migration, Source
+from infra.migrations.steps import NullProgress, Progress, StepResult
+from infra.migrations.validate import Validation, check, raise_problems
 from infra.paths import MIGRATIONS_DIR
 
 __all__ = [
@@ -78,91 +85,6 @@ class MigrationContext:
     options: RunOptions = field(default_factory=RunOptions)
 
 
-# -- results --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MigrateResult:
-    run_id: str
-    applied: tuple[StepResult, ...]
-    planned: tuple[str, ...]  # labels of what was (or, with dry_run, would be) applied
-    dry_run: bool
-    environment: str | None
-
-
-@dataclass(frozen=True)
-class StatusResult:
-    applied: tuple[AppliedMigration, ...]
-    pending: tuple[str, ...]
-    problems: tuple[Problem, ...]
-    environment: str | None
-
-
-@dataclass(frozen=True)
-class ValidateResult:
-    files: int
-    applied: int
-    pending: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class StatementPlan:
-    line: int
-    sql: str
-    lock_mode: str
-    table: str | None
-    blocks: str
-
-
-@dataclass(frozen=True)
-class PlanItem:
-    label: str
-    transaction: str  # transaction | no-transaction | resume
-    lock_timeout: str
-    statement_timeout: str
-    allow: tuple[str, ...]
-    statements: tuple[StatementPlan, ...]
-    findings: tuple[Finding, ...]
-
-
-@dataclass(frozen=True)
-class PlanResult:
-    items: tuple[PlanItem, ...]
-    environment: str | None
-    blocking: tuple[Finding, ...]  # findings that would block migrate on production
-
-
-@dataclass(frozen=True)
-class RollbackResult:
-    run_id: str
-    rolled_back: tuple[StepResult, ...]
-
-
-@dataclass(frozen=True)
-class BaselineResult:
-    run_id: str
-    versions: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class RepairResult:
-    run_id: str
-    version: int
-    action: str  # repair | forget
-    old_checksum: str | None
-    new_checksum: str | None
-
-
-@dataclass(frozen=True)
-class LintResult:
-    files: tuple[str, ...]
-    findings: tuple[Finding, ...]
-
-    @property
-    def blocking(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if not f.allowed)
-
-
 # -- helpers --------------------------------------------------------------------------------------
 
 
@@ -177,14 +99,22 @@ def _runner(target: MigrationContext, progress: Progress | None) -> Iterator[Run
         conn.close()
 
 
-def _load(target: MigrationContext) -> tuple[Migration, ...]:
+def _load(target: MigrationContext) -> Source:
     """The target's migrations; a missing directory is an error here (an empty one is not):
     against a database, a wrong --migrations-dir would otherwise read as "every file deleted"."""
     if not target.migrations_dir.is_dir():
         raise MigrationError(
-            f"migrations directory {str(target.migrations_dir)!r} does not exist; fix: --migrations-dir"
+            f"migrations directory {str(target.migrations_dir)!r} does not exist", fix="pass --migrations-dir"
         )
     return source.load(target.migrations_dir)
+
+
+def _read(target: MigrationContext) -> tuple[Source, Validation, str | None]:
+    """Files, their validation against the ledger, the stamped environment; no lock, no writes."""
+    files = _load(target)
+    with _runner(target, None) as runner:
+        rows, stamped = ledger.read_ledger(runner.conn)
+    return files, check(files, rows, retry_failed=target.options.retry_failed), stamped
 
 
 def _is_production(target: MigrationContext, stamped: str | None) -> bool:
@@ -205,9 +135,26 @@ def _check_environment(runner: Runner, target: MigrationContext, stamped: str | 
     return stamped
 
 
-def _lint_gate(migrations: Sequence[Migration]) -> tuple[Finding, ...]:
-    findings = lint_mod.lint(migrations)
-    return tuple(f for f in findings if not f.allowed)
+def _stopped(broken: BrokenFile) -> MigrationParseError:
+    """A run's stop at a broken file: its own error, saying what happened around it."""
+    error = broken.error
+    return MigrationParseError(
+        f"{error.message}; the migrations before it are applied, none after it",
+        file=error.file,
+        line=error.line,
+        fix=error.fix,
+    )
+
+
+def _send(runner: Runner, message: Message, what: str) -> None:
+    """One bookkeeping message (baseline, repair): sent, acknowledged, or rolled back and raised."""
+    try:
+        message.send()
+    except psycopg.Error as exc:
+        runner.rollback_quietly()
+        raise MigrationError(f"{what} failed: {one_line(exc)}", sqlstate=exc.sqlstate) from exc
+    except Unacknowledged as exc:
+        raise MigrationError(f"{what} failed: {exc.detail}; nothing was changed") from exc
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -220,93 +167,81 @@ def migrate(
     dry_run: bool = False,
     progress: Progress | None = None,
 ) -> MigrateResult:
-    """Apply pending migrations (up to version ``to``). ``dry_run`` takes no lock, writes nothing."""
-    migrations = _load(target)
-    if to is not None and to not in {m.version for m in migrations}:
+    """Apply pending migrations (up to version ``to``). ``dry_run`` takes no lock, writes nothing.
+
+    A broken pending file stops the run there: the ones before it are applied, then its error is raised.
+    """
+    files = _load(target)
+    known = {m.version for m in files.migrations} | {b.version for b in files.broken}
+    if to is not None and to not in known:
         raise MigrationError(f"--target {to}: no migration file has that version")
     with _runner(target, progress) as runner:
-        if dry_run:
-            rows, stamped = ledger.read_ledger(runner.conn)
-        else:
-            rows, stamped = runner.acquire()
-        validation = check(migrations, rows, retry_failed=target.options.retry_failed)
-        raise_problems(validation)
+        rows, stamped = ledger.read_ledger(runner.conn) if dry_run else runner.acquire()
+        validation = check(files, rows, retry_failed=target.options.retry_failed)
+        raise_problems(validation.problems)
         top = max((r.version for r in rows), default=None)
         if to is not None and top is not None and to < top:
-            raise MigrationError(
-                f"--target {to} is below the highest applied version {top}; fix: use rollback --to {to}"
-            )
+            raise MigrationError(f"--target {to} is below the highest applied version {top}", fix=f"rollback --to {to}")
         todo = validation.todo(to)
-        production = _is_production(target, stamped)
-        if production and todo:
-            blocking = _lint_gate(todo)
+        stop = validation.stop if validation.stop and (to is None or (validation.stop.version or 0) <= to) else None
+        if _is_production(target, stamped) and todo:
+            blocking = tuple(f for f in lint_mod.lint(todo) if not f.allowed)
             if blocking:
-                raise LintBlocked(
-                    "lint findings block migrate on production:\n"
-                    + "\n".join(f.describe() for f in blocking)
-                    + "\nfix: change the migration, or after review add '-- migrate:allow <rule>' to it"
-                )
+                raise LintBlocked(blocking)
         planned = tuple(m.label for m in todo)
         if dry_run:
-            return MigrateResult(runner.run_id, (), planned, True, stamped)
+            return MigrateResult(runner.run_id, (), planned, True, stamped, stop=validation.later[0] if stop else None)
         environment = _check_environment(runner, target, stamped)
         steps = _apply(runner, validation, todo, target.options)
-        return MigrateResult(runner.run_id, tuple(steps), planned, False, environment)
+        if stop is not None:
+            raise _stopped(stop)
+        return MigrateResult(
+            runner.run_id, tuple(steps), planned, False, environment, target.options.single_transaction
+        )
 
 
 def _apply(runner: Runner, validation: Validation, todo: Sequence[Migration], options: RunOptions) -> list[StepResult]:
     if options.single_transaction:
         if validation.resume is not None:
             raise MigrationError(
-                f"{validation.resume[0].filename} is a partially applied no-transaction migration; "
-                "fix: run without --single-transaction to resume it"
+                "a partially applied transaction:false migration cannot resume in --single-transaction",
+                file=validation.resume[0].filename,
+                fix="run without --single-transaction to resume it",
             )
         return runner.apply_single_transaction(todo) if todo else []
     steps: list[StepResult] = []
     for index, mig in enumerate(todo):
-        last = index == len(todo) - 1
-        if mig.directives.no_transaction:
-            row = validation.resume[1] if validation.resume and validation.resume[0] is mig else None
-            steps.append(runner.apply_autocommit(mig, row))
-            if last:
-                catalog.stamp(runner.conn)  # the snapshot drift compares against (one more round trip)
-        else:
-            steps.append(runner.apply_transactional(mig, stamp_catalog=last))
+        resume = validation.resume[1] if validation.resume and validation.resume[0] is mig else None
+        steps.append(runner.apply(mig, resume=resume, last=index == len(todo) - 1))
     return steps
 
 
 def status(target: MigrationContext) -> StatusResult:
-    """What is applied, what is pending, and any disagreement (never raises for those)."""
-    migrations = _load(target)
-    with _runner(target, None) as runner:
-        rows, stamped = ledger.read_ledger(runner.conn)
-    validation = check(migrations, rows)
+    """What is applied, what is pending, and any disagreement or broken file (never raises for those)."""
+    _, validation, stamped = _read(target)
     return StatusResult(
-        applied=rows,
-        pending=tuple(m.label for m in validation.todo()),
-        problems=validation.problems,
+        applied=validation.applied,
+        pending=tuple(m.label for m in (*validation.todo(), *validation.blocked)),
+        problems=validation.all_problems,
         environment=stamped,
     )
 
 
 def validate(target: MigrationContext) -> ValidateResult:
     """Files parse and agree with the ledger. Raises ``ValidationError`` naming each file and fix."""
-    migrations = _load(target)
-    with _runner(target, None) as runner:
-        rows, _ = ledger.read_ledger(runner.conn)
-    validation = check(migrations, rows, retry_failed=target.options.retry_failed)
-    raise_problems(validation)
-    return ValidateResult(len(migrations), len(rows), tuple(m.label for m in validation.todo()))
+    files, validation, _ = _read(target)
+    raise_problems(validation.all_problems)
+    return ValidateResult(len(files.migrations), len(validation.applied), tuple(m.label for m in validation.todo()))
 
 
 def plan(target: MigrationContext, *, to: int | None = None) -> PlanResult:
-    """The pending migrations: SQL, directives, lock modes and lint findings. Writes nothing."""
-    migrations = _load(target)
-    with _runner(target, None) as runner:
-        rows, stamped = ledger.read_ledger(runner.conn)
-    validation = check(migrations, rows, retry_failed=target.options.retry_failed)
-    raise_problems(validation)
-    todo = validation.todo(to)
+    """The pending migrations: SQL, directives, lock modes and lint findings. Writes nothing.
+
+    Broken files are listed in ``problems``; the others are planned (a run stops at the first broken one).
+    """
+    _, validation, stamped = _read(target)
+    raise_problems(validation.problems)
+    todo = (*validation.todo(to), *(m for m in validation.blocked if to is None or m.version <= to))
     findings = lint_mod.lint(todo)
     items: list[PlanItem] = []
     for mig in todo:
@@ -317,10 +252,11 @@ def plan(target: MigrationContext, *, to: int | None = None) -> PlanResult:
             mode, table, blocks = lock_mode(stmt.text)
             statements.append(StatementPlan(stmt.line, stmt.text, mode, table, blocks))
         d = mig.directives
+        how: PlanMode = "no-op" if mig.up_section.empty else "no-transaction" if d.no_transaction else "transaction"
         items.append(
             PlanItem(
                 label=mig.label,
-                transaction="resume" if resumed else "no-transaction" if d.no_transaction else "transaction",
+                transaction="resume" if resumed else how,
                 lock_timeout=d.lock_timeout or target.options.lock_timeout,
                 statement_timeout=d.statement_timeout or target.options.statement_timeout,
                 allow=tuple(sorted(d.allow)),
@@ -329,7 +265,7 @@ def plan(target: MigrationContext, *, to: int | None = None) -> PlanResult:
             )
         )
     blocking = tuple(f for f in findings if not f.allowed)
-    return PlanResult(tuple(items), stamped, blocking)
+    return PlanResult(tuple(items), stamped, blocking, validation.later)
 
 
 def rollback(
@@ -342,22 +278,31 @@ def rollback(
 ) -> RollbackResult:
     """Run the down sections of every applied migration above version ``to``, newest first.
 
-    Refuses, before any SQL, when one of them has no down section, or on production without
-    ``confirm`` equal to the stack name (the database name when no stack is given).
+    Refuses, before any SQL, when one of them is irreversible (marked, or without a down section)
+    or broken, or on production without ``confirm`` equal to the stack name (the database name when
+    no stack is given). An empty down section is a no-op: its row goes, nothing runs.
     """
-    migrations = {m.version: m for m in _load(target)}
+    files = _load(target)
+    migrations = {m.version: m for m in files.migrations}
+    broken = {b.version: b for b in files.broken}
     with _runner(target, progress) as runner:
         rows, stamped = runner.acquire()
         undo = sorted((r for r in rows if r.version > to), key=lambda r: r.version, reverse=True)
-        missing = [r.filename for r in undo if r.version not in migrations]
+        for row in undo:
+            if row.version in broken:
+                raise broken[row.version].error
+        missing = [r.display_name for r in undo if r.version not in migrations]
         if missing:
-            raise MigrationError(f"cannot roll back {', '.join(missing)}: file missing; fix: restore it")
-        raise_problems(check([migrations[r.version] for r in undo], undo))
-        irreversible = [migrations[r.version].filename for r in undo if not migrations[r.version].reversible]
+            raise MigrationError(f"cannot roll back {', '.join(missing)}: file missing", fix="restore it")
+        mine = Source(files.directory, tuple(migrations[r.version] for r in reversed(undo)))
+        raise_problems(check(mine, undo).problems)
+        irreversible = [
+            migrations[r.version].irreversible_reason() for r in undo if not migrations[r.version].reversible
+        ]
         if irreversible:
             raise MigrationError(
-                f"cannot roll back to {to}: no '-- migrate:down' section in {', '.join(irreversible)}; "
-                "fix: write one, or roll forward with a new migration"
+                f"cannot roll back to {to}: " + "; ".join(irreversible),
+                fix="roll forward with a new migration instead",
             )
         if _is_production(target, stamped):
             expected = target.stack or target.connection.dbname or ""
@@ -377,9 +322,13 @@ def baseline(
 ) -> BaselineResult:
     """Adopt an existing database: record every file up to ``version`` as applied, run nothing.
 
-    Refuses when the ledger already has rows.
+    Refuses when the ledger already has rows, or when one of those files is broken.
     """
-    migrations = [m for m in _load(target) if m.version <= version]
+    files = _load(target)
+    for item in files.broken:
+        if item.version is None or item.version <= version:
+            raise item.error
+    migrations = [m for m in files.migrations if m.version <= version]
     if not any(m.version == version for m in migrations):
         raise MigrationError(f"baseline --version {version}: no migration file has that version")
     with _runner(target, progress) as runner:
@@ -389,124 +338,101 @@ def baseline(
                 f"baseline refused: the ledger already records {len(rows)} migration(s); "
                 "baseline only adopts a database that has none"
             )
-        parts: list[sql.Composable] = [sql.SQL("BEGIN;\n")]
+        message = Message(runner.conn).ours(sql.SQL("BEGIN"))
         for mig in migrations:
-            parts.append(
-                sql.SQL(
-                    "INSERT INTO {s}.applied (version, name, checksum, status, transaction_mode, "
-                    "duration_ms, applied_by, run_id) VALUES ({v}, {n}, {c}, 'applied', 'baseline', 0, "
-                    "{by}, {run});\n"
-                ).format(
-                    s=sql.Identifier(LEDGER_SCHEMA),
-                    v=sql.Literal(mig.version),
-                    n=sql.Literal(mig.name),
-                    c=sql.Literal(mig.checksum),
-                    by=sql.Literal(runner.applied_by),
-                    run=sql.Literal(runner.run_id),
-                )
+            message.ours(
+                ledger.event(
+                    EventAction.BASELINE,
+                    runner.actor,
+                    version=mig.version,
+                    filename=mig.filename,
+                    name=mig.name,
+                    new_checksum=mig.checksum,
+                    reason=reason,
+                ),
+                ledger.insert_applied(mig, TransactionMode.BASELINE, runner.actor),
+                returns=mig.version,
             )
-            parts.append(_event(runner, "baseline", mig.version, mig.name, None, mig.checksum, reason))
-        parts.append(sql.SQL("COMMIT;"))
-        runner.conn.execute(sql.Composed(parts))
+        _send(runner, message.commit(), "baseline")
         return BaselineResult(runner.run_id, tuple(m.version for m in migrations))
 
 
 def repair(target: MigrationContext, *, version: int, reason: str, forget: bool = False) -> RepairResult:
     """The audited way to accept a changed file (or ``forget`` a ledger row): who, why, when.
 
-    Accepting sets the ledger checksum (and name) to the file's; ``forget`` deletes the row of a
+    Accepting sets the ledger checksum and file name to the file's; ``forget`` deletes the row of a
     missing file or of a partial/failed no-transaction migration you fixed by hand.
     """
     if not reason.strip():
         raise SafetyError("repair needs --reason: it is recorded in the audit log with who and when")
-    migrations = {m.version: m for m in _load(target)}
+    files = _load(target)
+    migrations = {m.version: m for m in files.migrations}
     with _runner(target, None) as runner:
         rows, _ = runner.acquire()
         row = next((r for r in rows if r.version == version), None)
         if row is None:
             raise MigrationError(f"repair --version {version}: the ledger has no row for that version")
         mig = migrations.get(version)
-        s = sql.Identifier(LEDGER_SCHEMA)
+        message = Message(runner.conn).ours(sql.SQL("BEGIN"))
         if forget:
-            runner.conn.execute(
-                sql.Composed(
-                    [
-                        sql.SQL("BEGIN;\nDELETE FROM {s}.applied WHERE version = {v};\n").format(
-                            s=s, v=sql.Literal(version)
-                        ),
-                        _event(runner, "forget", version, row.name, row.checksum, None, reason),
-                        sql.SQL("COMMIT;"),
-                    ]
-                )
+            audit = ledger.event(
+                EventAction.FORGET,
+                runner.actor,
+                version=version,
+                filename=row.filename,
+                name=row.name,
+                old_checksum=row.checksum,
+                reason=reason,
             )
-            return RepairResult(runner.run_id, version, "forget", row.checksum, None)
+            _send(runner, message.ours(audit, ledger.delete(version), returns=version).commit(), "repair --forget")
+            return RepairResult(runner.run_id, version, EventAction.FORGET, row.checksum, None)
         if mig is None:
-            raise MigrationError(f"repair --version {version}: {row.filename} is missing; restore it, or use --forget")
-        if row.status != "applied":
+            broken = next((b for b in files.broken if b.version == version), None)
+            if broken is not None:
+                raise broken.error
             raise MigrationError(
-                f"repair --version {version}: {mig.filename} is {row.status}, not applied; "
-                "fix the database by hand and use --forget, or resume it with migrate --retry-failed"
+                f"repair --version {version}: {row.display_name} is missing", fix="restore it, or use --forget"
             )
-        runner.conn.execute(
-            sql.Composed(
-                [
-                    sql.SQL("BEGIN;\nUPDATE {s}.applied SET checksum = {c}, name = {n} WHERE version = {v};\n").format(
-                        s=s, c=sql.Literal(mig.checksum), n=sql.Literal(mig.name), v=sql.Literal(version)
-                    ),
-                    _event(runner, "repair", version, mig.name, row.checksum, mig.checksum, reason),
-                    sql.SQL("COMMIT;"),
-                ]
+        if row.status != ledger.LedgerStatus.APPLIED:
+            raise MigrationError(
+                f"repair --version {version}: {mig.filename} is {row.status}, not applied",
+                fix="fix the database by hand and use --forget, or resume it with migrate --retry-failed",
             )
+        audit = ledger.event(
+            EventAction.REPAIR,
+            runner.actor,
+            version=version,
+            filename=mig.filename,
+            name=mig.name,
+            old_checksum=row.checksum,
+            new_checksum=mig.checksum,
+            reason=reason,
         )
-        return RepairResult(runner.run_id, version, "repair", row.checksum, mig.checksum)
-
-
-def _event(
-    runner: Runner,
-    action: str,
-    version: int,
-    name: str,
-    old: str | None,
-    new: str | None,
-    reason: str,
-) -> sql.Composable:
-    return sql.SQL(
-        "INSERT INTO {s}.events (action, version, name, old_checksum, new_checksum, reason, by_user, run_id) "
-        "VALUES ({a}, {v}, {n}, {o}, {c}, {r}, {by}, {run});\n"
-    ).format(
-        s=sql.Identifier(LEDGER_SCHEMA),
-        a=sql.Literal(action),
-        v=sql.Literal(version),
-        n=sql.Literal(name),
-        o=sql.Literal(old),
-        c=sql.Literal(new),
-        r=sql.Literal(reason or None),
-        by=sql.Literal(runner.applied_by),
-        run=sql.Literal(runner.run_id),
-    )
+        _send(runner, message.ours(audit, ledger.accept_checksum(mig), returns=version).commit(), "repair")
+        return RepairResult(runner.run_id, version, EventAction.REPAIR, row.checksum, mig.checksum)
 
 
 def lint(migrations_dir: Path, *, versions: Sequence[int] | None = None) -> LintResult:
     """squawk over the files of ``migrations_dir`` (all, or only ``versions``); no database.
 
-    An absent or empty directory is fine (nothing to lint).
+    An absent or empty directory is fine (nothing to lint); broken files are listed as problems.
     """
-    migrations = source.load(migrations_dir)
+    files = source.load(migrations_dir)
+    migrations = files.migrations
     if versions is not None:
         wanted = set(versions)
         migrations = tuple(m for m in migrations if m.version in wanted)
-    return LintResult(tuple(m.filename for m in migrations), lint_mod.lint(migrations))
+    problems = check(Source(files.directory, (), files.broken), ()).all_problems
+    return LintResult(tuple(m.filename for m in migrations), lint_mod.lint(migrations), problems)
 
 
 def pending_versions(target: MigrationContext) -> tuple[int, ...]:
     """Versions not yet applied (for ``lint --pending``)."""
-    migrations = _load(target)
-    with _runner(target, None) as runner:
-        rows, _ = ledger.read_ledger(runner.conn)
-    return tuple(m.version for m in check(migrations, rows).todo())
+    _, validation, _ = _read(target)
+    return tuple(m.version for m in validation.todo())
 
 
-# -- the post-deploy step's entry points (infra/postdeploy.py) -------------------------------------
+# -- the post-deploy step's entry points (infra/postdeploy/run.py) ---------------------------------
 
 
 def apply_for_postdeploy(
@@ -519,7 +445,7 @@ def apply_for_postdeploy(
 ) -> tuple[str, ...]:
     """Apply the project's migrations through the tunnel; the labels applied."""
     target = MigrationContext(spec, migrations_dir or MIGRATIONS_DIR, environment, stack)
-    return tuple(f"{s.version:04d}_{s.name}" for s in migrate(target, progress=progress).applied)
+    return tuple(Path(s.filename).stem for s in migrate(target, progress=progress).applied)
 
 
 def pending_for_postdeploy(spec: ConnectionSpec, *, migrations_dir: Path | None = None) -> tuple[str, ...]:

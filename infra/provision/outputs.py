@@ -32,6 +32,8 @@ class ProgramOutputs:
     bastion: pulumi.Input[Mapping[str, pulumi.Input[str]]]
     db_ca: pulumi.Input[str]
     migrations: tuple[str, ...]
+    # what restore-drill needs to put a point-in-time copy beside the database (contract: DbInstance)
+    db_instance: pulumi.Input[Mapping[str, Any]]
 
     def as_exports(self) -> dict[str, pulumi.Input[Any]]:
         exports = {f.name: getattr(self, f.name) for f in fields(self)}
