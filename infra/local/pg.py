@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.errors import InfraError
+from infra.local.privnet import PrivateNetwork
 from infra.migrations.scratch import open_for_traversal, pg_bin, server_env, server_user
 from infra.postdeploy.tunnel import free_port
 
-__all__ = ["LocalPostgres", "TlsMaterial", "make_tls", "pg_bin", "server_env"]
+__all__ = ["LocalPostgres", "TlsMaterial", "make_tls", "open_for_traversal", "pg_bin", "server_env"]
+
 
 PG16_NPM_VERSION = "16.14.0-beta.17"  # keep in step with the Makefile's PG16_NPM_VERSION
 
@@ -111,8 +113,10 @@ class LocalPostgres:
     """One embedded PostgreSQL 16 cluster under ``root`` (created on first start).
 
     ``listen`` is the TCP address; ``netns`` runs the server inside that network namespace
-    (tests put it where only the bastion can reach it). ``settings`` are extra
-    postgresql.conf lines (e.g. ``log_statement='all'`` in tests).
+    (tests put it where only the bastion can reach it); ``private_network`` starts it as the
+    first process of a namespace of its own (:mod:`infra.local.privnet`, the demo). ``settings``
+    are extra postgresql.conf lines (e.g. ``log_statement='all'`` in tests). Every child process
+    gets a scrubbed environment (no ``PGPASSWORD``, no cloud credentials); the log is 0600.
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class LocalPostgres:
         server_names: Sequence[str] = ("localhost",),
         settings: Mapping[str, str] | None = None,
         netns: str | None = None,
+        private_network: PrivateNetwork | None = None,
     ) -> None:
         self.root = root.resolve()
         self.data = self.root / "data"
@@ -134,6 +139,7 @@ class LocalPostgres:
         self.server_names = tuple(server_names)
         self.settings = dict(settings or {})
         self.netns = netns
+        self.private_network = private_network
         self.tls = TlsMaterial(self.root / "tls/ca.pem", self.root / "tls/server.crt", self.root / "tls/server.key")
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -152,6 +158,9 @@ class LocalPostgres:
                 os.chown(os.path.join(dirpath, name), entry.pw_uid, entry.pw_gid)
 
     def _cmd(self, argv: list[str], user: str | None = None) -> list[str]:
+        if self.private_network is not None:
+            entry = pwd.getpwnam(user) if user is not None else None
+            return self.private_network.launch(argv, run_as=(entry.pw_uid, entry.pw_gid) if entry else None)
         if not self.netns:
             return argv
         prefix = ["ip", "netns", "exec", self.netns]
@@ -163,7 +172,11 @@ class LocalPostgres:
 
     def _as(self, user: str | None) -> str | None:
         """The ``user=`` for subprocess: none inside a namespace (``_cmd`` drops privileges there)."""
-        return None if self.netns else user
+        return None if self.netns or self.private_network is not None else user
+
+    def postmaster_pid_file(self) -> Path:
+        """Its first line is the running server's pid (how the jump host enters its private network)."""
+        return self.data / "postmaster.pid"
 
     def start(self) -> None:
         """Create the cluster if needed, write its configuration and start it; wait until ready."""
@@ -205,23 +218,13 @@ class LocalPostgres:
         self._write_conf()
         for path in (self.socket_dir, self.tls.ca_cert.parent, self.data):
             self._chown(path, user)
-        self.log_path.touch()
+        # every statement and connection may be logged: for the server's user only
+        os.close(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        self.log_path.chmod(0o600)
         self._chown(self.log_path, user)
+        start = [str(pg_bin("pg_ctl")), "-D", str(self.data), "-l", str(self.log_path), "-w", "-t", "60", "start"]
         result = subprocess.run(
-            self._cmd(
-                [
-                    str(pg_bin("pg_ctl")),
-                    "-D",
-                    str(self.data),
-                    "-l",
-                    str(self.log_path),
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ],
-                user,
-            ),
+            self._cmd(start, user),
             capture_output=True,
             text=True,
             user=self._as(user),
@@ -265,10 +268,12 @@ class LocalPostgres:
         """Stop the server (fast shutdown); a stopped or missing cluster is fine."""
         if not (self.data / "postmaster.pid").exists():
             return
+        stop = [str(pg_bin("pg_ctl")), "-D", str(self.data), "-m", "fast", "-w", "stop"]
+        # signals cross namespaces: no need to enter the server's network to stop it
         subprocess.run(
-            self._cmd([str(pg_bin("pg_ctl")), "-D", str(self.data), "-m", "fast", "-w", "stop"], self._run_as()),
+            stop if self.private_network is not None else self._cmd(stop, self._run_as()),
             capture_output=True,
-            user=self._as(self._run_as()),
+            user=self._run_as() if self.private_network is not None else self._as(self._run_as()),
             check=False,
             env=server_env(),
         )

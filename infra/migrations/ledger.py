@@ -221,14 +221,23 @@ class LockHolder:
     client: str | None
     since: str | None
     user: str | None
+    # False when the holder's role has no CREATE on the database: it cannot be a migration run (any
+    # login may take any advisory lock key, e.g. readonly), so the message says so and how to end it.
+    can_migrate: bool | None = None
 
     def describe(self) -> str:
         if self.pid is None:
             return "an unknown session (it may have just released it)"
-        return (
+        text = (
             f"pid {self.pid} ({self.application_name or 'no application_name'}, user {self.user}, "
             f"client {self.client or 'local socket'}, connected since {self.since})"
         )
+        if self.can_migrate is False:
+            text += (
+                f", which is not a migration run: role {self.user!r} cannot create in this database; "
+                f"end it as the admin with SELECT pg_terminate_backend({self.pid})"
+            )
+        return text
 
     @classmethod
     def from_json(cls, text: str | None) -> LockHolder:
@@ -245,6 +254,7 @@ class LockHolder:
             client=_opt_str(data.get("client")),
             since=_opt_str(data.get("since")),
             user=_opt_str(data.get("user")),
+            can_migrate=data.get("can_migrate") if isinstance(data.get("can_migrate"), bool) else None,
         )
 
 
@@ -254,7 +264,8 @@ def _opt_str(value: object) -> str | None:
 
 _HOLDER_JSON = sql.SQL(
     """(SELECT json_build_object('pid', a.pid, 'application_name', a.application_name,
-            'client', host(a.client_addr), 'since', a.backend_start, 'user', a.usename)::text
+            'client', host(a.client_addr), 'since', a.backend_start, 'user', a.usename,
+            'can_migrate', has_database_privilege(a.usename, l.database, 'CREATE'))::text
        FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()
         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())

@@ -85,7 +85,9 @@ def server_user() -> str | None:
     try:
         pwd.getpwnam(SERVER_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", SERVER_USER], check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", SERVER_USER], check=True, capture_output=True, env=server_env()
+        )
     return SERVER_USER
 
 

@@ -47,7 +47,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 #: NOLOGIN group roles; the migrations grant them privileges on the ``app`` schema.
-GROUP_ROLES: tuple[str, ...] = ("app_owner", "app_readwrite", "app_readonly", "platform_admin")
+GROUP_ROLES: tuple[str, ...] = ("app_owner", "app_readwrite", "app_readonly", "platform_admin", "app_tenant_issuer")
 
 #: Each login user and the group role it is a member of.
 USER_GROUPS: Mapping[str, str] = {"migrator": "app_owner", "app": "app_readwrite", "readonly": "app_readonly"}
@@ -123,6 +123,7 @@ def bootstrap_roles(
                 actions.append(f"grant create on database {dbname} to app_owner")
             for user, group in USER_GROUPS.items():
                 actions += _ensure_user(conn, user, group, passwords[user], user in stale)
+            actions += _least_privilege(conn, dbname)
     except psycopg.Error as exc:
         raise BootstrapError(f"role bootstrap failed: {_safe(exc)}; the admin needs CREATEROLE") from None
     for action in actions:
@@ -158,6 +159,38 @@ def _ensure_user(conn: psycopg.Connection[Any], user: str, group: str, password:
     if not member:
         _execute(conn, sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), ident), user)
         actions.append(f"grant {group} to {user}")
+    return actions
+
+
+def _least_privilege(conn: psycopg.Connection[Any], dbname: str) -> list[str]:
+    """Take away what the readers do not need: temporary tables, and writes (large objects).
+
+    TEMP is PUBLIC's by default; only the owner and the application keep it. ``readonly``'s
+    transactions are read-only by default, which refuses ``lo_create`` and every other write. A
+    session may turn that default off again: where a superuser provisions (the local demo) the
+    large-object creators are revoked from PUBLIC as well; on RDS and Cloud SQL those functions
+    belong to the provider's superuser, so this default is what the managed admin can do.
+    """
+    actions: list[str] = []
+    db = sql.Identifier(dbname)
+    if _scalar(conn, "SELECT has_database_privilege('app_readonly', %s, 'TEMP')", (dbname,)):
+        _execute(conn, sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(db), "PUBLIC")
+        grant = sql.SQL("GRANT TEMPORARY ON DATABASE {} TO app_owner, app_readwrite").format(db)
+        _execute(conn, grant, "app_readwrite")
+        actions.append(f"temporary tables on {dbname} for app_owner and app_readwrite only")
+    read_only = _scalar(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid = s.setrole"
+        " WHERE r.rolname = 'readonly' AND s.setdatabase = 0"
+        " AND 'default_transaction_read_only=on' = ANY (s.setconfig))",
+        (),
+    )
+    if not read_only:
+        read_only_default = sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
+            sql.Identifier("readonly")
+        )
+        _execute(conn, read_only_default, "readonly")
+        actions.append("readonly's transactions read-only by default")
     return actions
 
 

@@ -273,8 +273,12 @@ def run_postdeploy(
                 with _step("seed", tunnel):
                     seed(migrator)
                 seeded = True
-        with _step("verify", tunnel), route.params(credentials.user("app")).connect() as app_conn:
-            verification = verify_app(app_conn)
+        with (
+            _step("verify", tunnel),
+            route.params(credentials.user("app")).connect() as app_conn,
+            route.params(credentials.user("migrator")).connect() as platform_conn,
+        ):
+            verification = verify_app(app_conn, platform_conn)
     return PostDeployReport(
         stack=stack,
         platform=target.platform,

@@ -27,7 +27,7 @@ from infra.enums import Environment
 from infra.errors import InfraError, SafetyError
 from infra.migrations import commands, ledger
 from infra.migrations.connection import ConnectionSpec, connect
-from infra.migrations.ledger import LEDGER_SCHEMA, ledger_environment
+from infra.migrations.ledger import LEDGER_SCHEMA, ledger_environment, lock_holder
 from infra.migrations.runner import new_run_id, operator
 from infra.paths import MIGRATIONS_DIR, SEED_DIR
 
@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 APP_SCHEMA = "app"
+#: Every schema the migrations create: reset drops them all (app_private holds the tenant-context key).
+APP_SCHEMAS = (APP_SCHEMA, "app_private")
 
 
 @dataclass(frozen=True)
@@ -149,10 +151,14 @@ def _drop_and_forget(conn: psycopg.Connection[Any], run_id: str, confirm: str) -
     """Under the engine's advisory lock: drop the schema and the ledger rows in one transaction."""
     got = conn.execute(ledger.try_lock_sql()).fetchone()
     if not got or not got[0]:
-        raise SafetyError("reset refused: a migration run holds the migration lock; fix: retry when it has finished")
+        holder = lock_holder(conn)
+        raise SafetyError(
+            f"reset refused: {holder.describe()} holds the migration lock; fix: retry when it has finished"
+        )
     try:
         with conn.transaction():
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(APP_SCHEMA)))
+            for schema in APP_SCHEMAS:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
             if not ledger.ledger_exists(conn):
                 return ()
             actor = ledger.Actor(operator(), run_id)

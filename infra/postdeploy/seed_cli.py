@@ -1,7 +1,8 @@
 """``python -m infra seed`` and ``python -m infra reset``: development data and a clean slate.
 
-Parsing and printing only; the work is in :mod:`infra.postdeploy.seed`. Both refuse on production (the
-stack's environment or the database's ledger stamp); ``reset`` needs ``--confirm`` repeating the
+Parsing and printing only; the work is in :mod:`infra.postdeploy.seed`. Both refuse when any source
+says production: the stack's outputs (whenever ``--stack`` is given, ``--host`` or not),
+``--environment``, or the database's ledger stamp; ``reset`` needs ``--confirm`` repeating the
 stack name, or the database name when connecting directly.
 
 Connection: ``--stack NAME`` connects as ``migrator`` through the stack's bastion (outputs,
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from infra.enums import Environment
-from infra.errors import ExitCode
+from infra.errors import ExitCode, SafetyError
 from infra.migrations.connection import ConnectionSpec, add_libpq_arguments, spec_from_args
 from infra.postdeploy.cli import add_stack_arguments
 
@@ -35,16 +36,37 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-@contextmanager
-def _connection(args: argparse.Namespace) -> Iterator[tuple[ConnectionSpec, Environment | None]]:
-    """The spec and environment; with --stack the tunnel stays open for the block."""
-    if args.stack and not (args.host or args.dsn):
-        from infra.postdeploy.seed import refuse_production_stack
-        from infra.postdeploy.stack import environment_of, stack_connection
+def _environment(args: argparse.Namespace) -> Environment | None:
+    """The environment from every source the command line names; refuses if any says production.
+
+    Sources: ``--environment`` and, whenever ``--stack`` is given (with ``--host``/``--dsn`` too),
+    the stack's outputs. The database's ledger stamp is the third, checked once connected. Runs
+    before any secret is read, tunnel opened or connection made.
+    """
+    from infra.postdeploy.seed import refuse_production_stack
+
+    sources: list[tuple[str, Environment]] = []
+    if args.environment:
+        sources.append(("--environment", Environment(args.environment)))
+    if args.stack:
+        from infra.postdeploy.stack import environment_of
 
         environment = environment_of(args.stack, args.outputs_file)
-        # refuse before any secret is read or tunnel opened
         refuse_production_stack(args.stack, environment, args.command)
+        sources.append((f"stack {args.stack!r}", environment))
+    for source, environment in sources:
+        if environment is Environment.PRODUCTION:
+            raise SafetyError(f"refusing to {args.command}: {source} says the environment is production")
+    return sources[-1][1] if sources else None
+
+
+@contextmanager
+def _connection(args: argparse.Namespace) -> Iterator[tuple[ConnectionSpec, Environment | None]]:
+    """The spec and environment; with --stack (and no --host/--dsn) the tunnel stays open for the block."""
+    environment = _environment(args)
+    if args.stack and not (args.host or args.dsn):
+        from infra.postdeploy.stack import stack_connection
+
         options = {
             "outputs_file": args.outputs_file,
             "ca_file": args.ca_file,
@@ -57,7 +79,7 @@ def _connection(args: argparse.Namespace) -> Iterator[tuple[ConnectionSpec, Envi
         with stack_connection(args.stack, "migrator", **options) as spec:
             yield spec, environment
         return
-    yield spec_from_args(args), Environment(args.environment) if args.environment else None
+    yield spec_from_args(args), environment
 
 
 def _seed(args: argparse.Namespace) -> int:

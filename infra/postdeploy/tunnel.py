@@ -24,6 +24,7 @@ import ctypes
 import functools
 import json
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -49,6 +50,7 @@ __all__ = [
     "SshTunnel",
     "SsmTunnel",
     "Tunnel",
+    "child_environment",
     "free_port",
     "tunnel_for",
 ]
@@ -68,6 +70,20 @@ INSTALL_HINTS: dict[str, str] = {
 
 _DEFAULT_READY_TIMEOUT = 60.0  # SSM and IAP sessions can take tens of seconds to establish
 _POLL = 0.05
+
+
+#: What every child process may inherit; anything else (PGPASSWORD, cloud credentials...) only by prefix.
+_BASE_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR"})
+
+
+def child_environment(*prefixes: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process: the basics (PATH, HOME, locale...) plus the variables
+    whose names start with one of ``prefixes`` (``AWS_`` for the AWS CLI, ``SSH_AUTH_SOCK`` for ssh).
+
+    A tunnel or a server never sees ``PGPASSWORD`` or another tool's credentials.
+    """
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in env.items() if k in _BASE_ENV or k.startswith(("LC_", *prefixes))}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -133,6 +149,7 @@ class _ProcessTunnel:
 
     kind: BastionMode
     tool_names: tuple[str, ...] = ()
+    env_prefixes: tuple[str, ...] = ()  # what the child inherits beyond the basics (child_environment)
 
     def __init__(self, remote_host: str, remote_port: int, *, local_port: int | None = None) -> None:
         self.remote_host = remote_host
@@ -185,6 +202,7 @@ class _ProcessTunnel:
                 stdin=subprocess.DEVNULL,
                 stdout=self._stderr,
                 stderr=self._stderr,
+                env=child_environment(*self.env_prefixes),
                 preexec_fn=_die_with_parent,
                 start_new_session=True,  # Ctrl-C reaches us; we, not the terminal, stop the child
             )
@@ -314,6 +332,7 @@ class SshTunnel(_ProcessTunnel):
 
     kind = BastionMode.SSH
     tool_names = ("ssh",)
+    env_prefixes = ("SSH_AUTH_SOCK",)  # a key held by the user's agent
 
     def __init__(self, ssh: SshOptions, remote_host: str, remote_port: int, *, local_port: int | None = None) -> None:
         super().__init__(remote_host, remote_port, local_port=local_port)
@@ -346,6 +365,7 @@ class SsmTunnel(_ProcessTunnel):
 
     kind = BastionMode.SSM
     tool_names = ("aws", "session-manager-plugin")
+    env_prefixes = ("AWS_",)  # the CLI's credentials, profile and region
 
     def __init__(
         self,
@@ -399,6 +419,7 @@ class IapTunnel(_ProcessTunnel):
 
     kind = BastionMode.IAP
     tool_names = ("gcloud", "ssh")
+    env_prefixes = ("CLOUDSDK_", "SSH_AUTH_SOCK")  # gcloud's configuration and account; ssh's agent
 
     def __init__(
         self,

@@ -6,14 +6,16 @@ that directory at the top of ``sshd_config``, sshd keeps the first value it read
 (sshd_config(5)), and ``00-`` sorts before the distributions' own drop-ins (``50-redhat.conf``,
 ``50-cloud-init.conf``), so these values win.
 
-The local jump host (``infra.local.jumphost``) enforces the same settings for the demo; the two
-lists are meant to say the same thing in the same words.
+The settings themselves are :data:`infra.bastion.FORWARD_ONLY_SSHD_SETTINGS`, the one list the
+local jump host (``infra.local.jumphost``) enforces for the demo too.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+
+from infra import bastion
 
 __all__ = ["DROP_IN", "forward_only_script", "forward_only_settings", "render_drop_in"]
 
@@ -29,23 +31,7 @@ def forward_only_settings(host: str, port: int) -> tuple[tuple[str, str], ...]:
     """
     if not _HOST.fullmatch(host) or not 1 <= port <= 65535:
         raise ValueError(f"not a host name and port for PermitOpen: {host!r}:{port!r}")
-    return (
-        ("AuthenticationMethods", "publickey"),
-        ("PasswordAuthentication", "no"),
-        ("KbdInteractiveAuthentication", "no"),
-        ("ForceCommand", "/bin/false"),  # a session (shell or command) ends at once; -N opens none
-        ("PermitTTY", "no"),
-        ("AllowTcpForwarding", "local"),  # -L only: no remote (-R) listeners on the bastion
-        ("PermitOpen", f"{host}:{port}"),  # and only to the database
-        ("PermitListen", "none"),
-        ("GatewayPorts", "no"),
-        ("AllowAgentForwarding", "no"),
-        ("AllowStreamLocalForwarding", "no"),
-        ("X11Forwarding", "no"),
-        ("PermitTunnel", "no"),
-        ("PermitUserRC", "no"),
-        ("PermitUserEnvironment", "no"),
-    )
+    return bastion.forward_only_settings([f"{host}:{port}"])
 
 
 def render_drop_in(host: str, port: int) -> str:

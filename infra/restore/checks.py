@@ -32,7 +32,7 @@ from psycopg import sql
 from infra.migrations import catalog
 from infra.migrations.connection import ConnectionSpec
 from infra.migrations.ledger import LEDGER_SCHEMA, AppliedMigration, read_ledger
-from infra.postdeploy.verify import Check, verify_readonly
+from infra.postdeploy.verify import Check, Mint, verify_readonly
 
 __all__ = [
     "APPEND_ONLY",
@@ -250,6 +250,7 @@ def verify_copy(
         with readonly.connect(autocommit=True, application_name="restore-drill") as conn:
             result = verify_readonly(
                 conn,
+                mint=_minter(migrator),
                 tenant=counts.sample_tenant if counts else None,
                 tenant_users=counts.sample_users if counts else None,
             )
@@ -257,6 +258,21 @@ def verify_copy(
     except psycopg.Error as exc:
         checks.append(Check("readonly", False, f"{type(exc).__name__}: {_first_line(exc)}{_LOGIN_HINT}"))
     return tuple(checks), rows
+
+
+def _minter(migrator: ConnectionSpec) -> Mint:
+    """Tenant tokens for the read-only checks, minted on the copy by the owner (``migrator``); none
+    on a copy from before the signed tenant context (0008)."""
+
+    def mint(tenant: uuid.UUID) -> str | None:
+        with migrator.connect(autocommit=True, application_name="restore-drill") as conn:
+            found = conn.execute("SELECT to_regprocedure('app.mint_tenant_token(uuid,interval)') IS NOT NULL")
+            if found.fetchone() != (True,):
+                return None
+            row = conn.execute("SELECT app.mint_tenant_token(%s, interval '5 minutes')", (tenant,)).fetchone()
+            return None if row is None else str(row[0])
+
+    return mint
 
 
 _LOGIN_HINT = (

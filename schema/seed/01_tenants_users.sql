@@ -9,7 +9,7 @@
 -- through the application.
 
 -- Acme Corp ---------------------------------------------------------------------------------
-SELECT set_config('app.tenant_id', '10000000-0000-4000-8000-000000000001', true);
+SELECT app.set_tenant(app.mint_tenant_token('10000000-0000-4000-8000-000000000001'));
 
 INSERT INTO app.tenants (id, slug, name, domain, subscription_tier, status) VALUES
     ('10000000-0000-4000-8000-000000000001', 'acme', 'Acme Corp', 'acme.example.com', 'pro', 'active')
@@ -46,7 +46,7 @@ JOIN app.roles r ON r.name = v.role
 ON CONFLICT DO NOTHING;
 
 -- Globex Inc ---------------------------------------------------------------------------------
-SELECT set_config('app.tenant_id', '10000000-0000-4000-8000-000000000002', true);
+SELECT app.set_tenant(app.mint_tenant_token('10000000-0000-4000-8000-000000000002'));
 
 INSERT INTO app.tenants (id, slug, name, domain, subscription_tier, status) VALUES
     ('10000000-0000-4000-8000-000000000002', 'globex', 'Globex Inc', NULL, 'starter', 'active')

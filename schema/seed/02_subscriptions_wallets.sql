@@ -3,7 +3,7 @@
 -- rows and moves no balance.
 
 -- Acme Corp ---------------------------------------------------------------------------------
-SELECT set_config('app.tenant_id', '10000000-0000-4000-8000-000000000001', true);
+SELECT app.set_tenant(app.mint_tenant_token('10000000-0000-4000-8000-000000000001'));
 
 INSERT INTO app.subscriptions
     (id, tenant_id, user_id, plan, status, current_period_start, current_period_end,
@@ -41,7 +41,7 @@ FROM (VALUES
 ORDER BY n;
 
 -- Globex Inc ---------------------------------------------------------------------------------
-SELECT set_config('app.tenant_id', '10000000-0000-4000-8000-000000000002', true);
+SELECT app.set_tenant(app.mint_tenant_token('10000000-0000-4000-8000-000000000002'));
 
 INSERT INTO app.subscriptions
     (id, tenant_id, user_id, plan, status, current_period_start, current_period_end,

@@ -3,7 +3,7 @@
 -- (key_hash is their SHA-256; prefix is the first characters).
 
 -- Acme Corp ---------------------------------------------------------------------------------
-SELECT set_config('app.tenant_id', '10000000-0000-4000-8000-000000000001', true);
+SELECT app.set_tenant(app.mint_tenant_token('10000000-0000-4000-8000-000000000001'));
 
 INSERT INTO app.tenant_api_keys (id, tenant_id, name, prefix, key_hash, permissions, created_by, created_at, expires_at)
 VALUES
@@ -35,7 +35,7 @@ WHERE NOT EXISTS (
 );
 
 -- Globex Inc ---------------------------------------------------------------------------------
-SELECT set_config('app.tenant_id', '10000000-0000-4000-8000-000000000002', true);
+SELECT app.set_tenant(app.mint_tenant_token('10000000-0000-4000-8000-000000000002'));
 
 INSERT INTO app.tenant_api_keys (id, tenant_id, name, prefix, key_hash, permissions, created_by, created_at, revoked_at)
 VALUES
@@ -60,4 +60,4 @@ WHERE NOT EXISTS (
       AND a.occurred_at = v.occurred_at::timestamptz
 );
 
-SELECT set_config('app.tenant_id', '', true);
+SELECT set_config('app.tenant_token', '', true);

@@ -27,7 +27,7 @@ from infra.paths import MIGRATIONS_DIR
 from tests.fixtures.drift import DriftDb
 
 SEC, STRUCT = Severity.SECURITY, Severity.STRUCTURE
-TENANT_CHECK = "(tenant_id = (NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid)"
+TENANT_CHECK = "(tenant_id = ( SELECT app.current_tenant() AS current_tenant))"  # the signed context (0008)
 
 
 def check(db: DriftDb, expected: ExpectedCatalogs, migrations: Path = MIGRATIONS_DIR) -> DriftReport:

@@ -62,7 +62,8 @@ def history(module_demo_dir: Path) -> Iterator[History]:
         with psycopg.connect(source.superuser_conninfo(DB_NAME), autocommit=True) as conn:
             between = _clock(conn)
         second = demo.up(seed=True)
-        assert second.migrations_applied == ("0007_readonly_hides_secrets",)
+        later = tuple(p.stem for p in sorted(MIGRATIONS_DIR.glob("*.sql")) if int(p.stem[:4]) > 6)
+        assert second.migrations_applied == later
         with psycopg.connect(source.superuser_conninfo(DB_NAME), autocommit=True) as conn:
             conn.execute("SET ROLE app_owner")
             conn.execute("ALTER TABLE app.users ADD COLUMN nickname text")  # by hand, outside the migrations
@@ -121,7 +122,7 @@ def test_a_hand_made_change_before_the_restore_time_shows_as_drift_on_the_copy(h
     assert [(i.check, i.object, i.attribute) for i in items] == [("catalog", "column app.users.nickname", "(exists)")]
     checks = {c.name: c for c in report.checks}
     assert checks["ledger"].ok
-    assert "7 migration(s)" in checks["ledger"].detail
+    assert f"{len(list(MIGRATIONS_DIR.glob('*.sql')))} migration(s)" in checks["ledger"].detail
     assert not checks["catalog"].ok
     assert "column app.users.nickname added" in checks["catalog"].detail
     assert checks["row-counts"].ok  # the data restored fine: only the schema differs from its record

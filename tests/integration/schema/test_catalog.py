@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from tests.fixtures.pg import PgDatabase
+from tests.fixtures.schema import use_tenant
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_every_tenant_scoped_table_has_forced_rls_and_both_policies(conn: psycop
         ORDER BY 1
         """
     ).fetchall()
-    assert len(rows) == 8
+    assert len(rows) == 9
     for name, enabled, forced, policies in rows:
         assert enabled, name
         assert forced, name
@@ -73,7 +74,7 @@ def test_timestamps_are_timestamptz_and_updated_at_has_a_trigger(conn: psycopg.C
 
 def test_updated_at_moves_on_update(conn: psycopg.Connection[Any]) -> None:
     with conn.transaction():
-        conn.execute("SELECT set_config('app.tenant_id', '00000000-0000-4000-8000-000000000001', true)")
+        use_tenant(conn, "00000000-0000-4000-8000-000000000001")
         conn.execute(
             "INSERT INTO app.tenants (id, slug, name, created_at, updated_at)"
             " VALUES ('00000000-0000-4000-8000-000000000001', 'clock', 'Clock', now() - interval '1 day',"

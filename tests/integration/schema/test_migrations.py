@@ -27,6 +27,7 @@ TABLES = {
     "coin_transactions",
     "audit_logs",
     "tenant_api_keys",
+    "documents",
 }
 
 
@@ -34,11 +35,11 @@ def _app_objects(conn: psycopg.Connection[Any]) -> dict[str, int]:
     """What the migrations could leave behind in this database."""
     row = conn.execute(
         """
-        SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'app'),
+        SELECT (SELECT count(*) FROM pg_namespace WHERE nspname IN ('app', 'app_private')),
                (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = 'app'),
+                 WHERE n.nspname IN ('app', 'app_private')),
                (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                 WHERE n.nspname = 'app'),
+                 WHERE n.nspname IN ('app', 'app_private')),
                (SELECT count(*) FROM pg_default_acl WHERE defaclrole = 'app_owner'::regrole)
         """
     ).fetchone()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -12,16 +14,19 @@ from psycopg import sql
 from infra.cli import main
 from infra.enums import Environment
 from infra.errors import SafetyError
-from infra.migrations.ledger import LOCK_KEY, stamp_environment
+from infra.migrations.ledger import LOCK_KEY, ledger_environment, stamp_environment
 from infra.postdeploy.seed import reset, seed
 from tests.fixtures.pg import PgDatabase
-from tests.fixtures.schema import migration_files, target_for
+from tests.fixtures.schema import migration_files, target_for, use_tenant
+
+OUTPUTS = Path(__file__).resolve().parents[2] / "fixtures" / "outputs" / "aws-dev.json"
 
 COUNTS = """
 SELECT (SELECT count(*) FROM app.tenants), (SELECT count(*) FROM app.users),
        (SELECT count(*) FROM app.user_roles), (SELECT count(*) FROM app.subscriptions),
        (SELECT count(*) FROM app.virtual_wallets), (SELECT count(*) FROM app.coin_transactions),
-       (SELECT count(*) FROM app.audit_logs), (SELECT count(*) FROM app.tenant_api_keys)
+       (SELECT count(*) FROM app.audit_logs), (SELECT count(*) FROM app.tenant_api_keys),
+       (SELECT count(*) FROM app.documents)
 """
 
 
@@ -39,10 +44,15 @@ def _snapshot(db: PgDatabase) -> tuple[Any, ...]:
 def test_seed_is_realistic_and_idempotent(schema_db: PgDatabase) -> None:
     spec = target_for(schema_db).connection
     first = seed(spec)
-    assert first.files == ("01_tenants_users.sql", "02_subscriptions_wallets.sql", "03_audit_api_keys.sql")
+    assert first.files == (
+        "01_tenants_users.sql",
+        "02_subscriptions_wallets.sql",
+        "03_audit_api_keys.sql",
+        "04_documents.sql",
+    )
     after_one = _snapshot(schema_db)
     counts, balances = after_one
-    assert counts == (2, 6, 7, 3, 5, 10, 6, 2)
+    assert counts == (2, 6, 7, 3, 5, 10, 6, 2, 3)
     assert [b[1] for b in balances] == [850, 150, 10, 180, 40]
     assert all(balance == total for _, balance, total in balances)
 
@@ -68,13 +78,13 @@ def test_seed_as_a_migrator_login_and_fail_closed_without_the_ledger(schema_db: 
             )
         )
     seed(dataclasses.replace(spec, user=migrator.name, password=lambda: migrator.password))
-    assert _snapshot(schema_db)[0] == (2, 6, 7, 3, 5, 10, 6, 2)
+    assert _snapshot(schema_db)[0] == (2, 6, 7, 3, 5, 10, 6, 2, 3)
 
 
 def test_seeded_tenants_are_isolated_for_the_app_role(schema_db: PgDatabase, login_as: Any) -> None:
     seed(target_for(schema_db).connection)
     with login_as("app_readwrite").connect() as conn:
-        conn.execute("SET LOCAL app.tenant_id = '10000000-0000-4000-8000-000000000002'")
+        use_tenant(conn, "10000000-0000-4000-8000-000000000002")
         emails = [r[0] for r in conn.execute("SELECT email FROM app.users ORDER BY email")]
         assert emails == ["Bob@Acme.example.com", "dana@globex.example.org", "eve@globex.example.org"]
         # the seeded API key authenticates only while live: Globex's is revoked
@@ -111,7 +121,7 @@ def test_reset_needs_confirm_then_drops_and_reapplies(schema_db: PgDatabase) -> 
     result = reset(spec, confirm=schema_db.name)
     assert result.forgotten == tuple(range(1, len(migration_files()) + 1))
     assert result.applied == tuple(p.name.removesuffix(".sql") for p in migration_files())
-    assert _snapshot(schema_db) == ((0, 0, 0, 0, 0, 0, 0, 0), ())
+    assert _snapshot(schema_db) == ((0, 0, 0, 0, 0, 0, 0, 0, 0), ())
     with schema_db.connect_admin() as conn:
         events = conn.execute(
             "SELECT count(*) FROM migrations_ledger.events WHERE action = 'forget' AND reason = %s",
@@ -170,3 +180,32 @@ def test_reset_refuses_while_a_migration_holds_the_lock(schema_db: PgDatabase) -
             reset(target_for(schema_db).connection, confirm=schema_db.name)
     with schema_db.connect_admin() as conn:
         assert conn.execute("SELECT to_regclass('app.tenants') IS NOT NULL").fetchone() == (True,)
+
+
+@pytest.mark.parametrize("verb", [["seed"], ["reset", "--confirm", "prod"]])
+def test_stack_outputs_saying_production_refuse_even_with_host(
+    schema_db: PgDatabase,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    verb: list[str],
+) -> None:
+    """Issue 11.5 as written: ``seed --stack prod --host ...`` / ``reset --stack prod --confirm prod
+    --host ...`` on a database whose ledger has no stamp yet, while the stack's outputs say production."""
+    doc = json.loads(OUTPUTS.read_text())
+    doc["environment"] = "production"
+    outputs = tmp_path / "prod.json"
+    outputs.write_text(json.dumps(doc))
+    monkeypatch.setenv("PGPASSWORD", schema_db.admin_password)
+    with schema_db.connect_admin() as conn:
+        assert ledger_environment(conn) is None  # no stamp: only the stack outputs know
+    before = _snapshot(schema_db)
+    argv = [*verb, "--stack", "prod", "--outputs-file", str(outputs), *_cli_args(schema_db)]
+    assert main(argv) == 1
+    assert f"refusing to {verb[0]} stack 'prod': its environment is production" in capsys.readouterr().err
+    assert _snapshot(schema_db) == before
+    with schema_db.connect_admin() as conn:
+        assert conn.execute("SELECT count(*) FROM migrations_ledger.applied").fetchone() == (len(migration_files()),)
+    # the legitimate path: the same command with a dev stack's outputs works
+    confirm = ["--confirm", "dev"] if verb[0] == "reset" else []
+    assert main([verb[0], "--stack", "dev", "--outputs-file", str(OUTPUTS), *_cli_args(schema_db), *confirm]) == 0
