@@ -23,7 +23,7 @@ from pathlib import Path
 
 from infra.errors import InfraError
 from infra.local.privnet import PrivateNetwork
-from infra.migrations.scratch import open_for_traversal, pg_bin, server_env, server_user
+from infra.migrations.binaries import open_for_traversal, pg_bin, server_env, server_user
 from infra.postdeploy.tunnel import free_port
 
 __all__ = ["LocalPostgres", "TlsMaterial", "make_tls", "open_for_traversal", "pg_bin", "server_env"]

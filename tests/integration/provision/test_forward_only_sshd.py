@@ -123,18 +123,31 @@ def bastion(tmp_path_factory: pytest.TempPathFactory, database: int, sshd_path: 
     )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    # the log goes to a file, not a pipe: sshd's per-connection children inherit it and would keep a
+    # pipe open after the listener exits
+    log = root / "sshd.log"
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=log_file, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
     while not _accepts(port):
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"sshd did not start: {proc.communicate()[1].decode()[-500:]}")
+            _stop(proc)
+            pytest.fail(f"sshd did not start: {log.read_text()[-500:]}")
         time.sleep(0.05)
     try:
         yield Bastion(port, user, root / "client_key", root / "known_hosts", config)
     finally:
-        proc.terminate()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after 10 s (a loaded machine)."""
+    proc.terminate()
+    try:
         proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
 
 
 def _accepts(port: int) -> bool:
@@ -163,8 +176,7 @@ def _forward(bastion: Bastion, destination: str) -> Iterator[int]:
             time.sleep(0.05)
         yield local
     finally:
-        ssh.terminate()
-        ssh.communicate(timeout=10)
+        _stop(ssh)
 
 
 def _echo(port: int) -> bytes:
