@@ -7,8 +7,11 @@ STACK ?= dev
 PG16_NPM_VERSION := 16.14.0-beta.17
 NPM_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x64)
 PG16_DIR := .local/pg16
+# dbmate from npm: the corpus suite's second oracle and the benchmark's yardstick
+DBMATE_VERSION := 2.36.0
+DBMATE_DIR := .local/dbmate
 
-.PHONY: install demo demo-down test unit integration lint typecheck sqllint synth bench clean
+.PHONY: install corpus-deps demo demo-down test unit integration corpus lint typecheck sqllint synth bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -32,6 +35,20 @@ policy/venv/.installed: policy/requirements.txt
 
 install: $(VENV)/.installed $(PG16_DIR)/.installed-$(PG16_NPM_VERSION) policy/venv/.installed
 
+$(DBMATE_DIR)/.installed-$(DBMATE_VERSION):
+	mkdir -p $(DBMATE_DIR)
+	npm install --silent --no-save --no-audit --no-fund --prefix $(DBMATE_DIR) dbmate@$(DBMATE_VERSION)
+	$(DBMATE_DIR)/node_modules/.bin/dbmate --version
+	touch $@
+
+# The real migration histories and psql/pg_dump 16 (pgserver wheel), pinned in tests/fixtures/corpus.py,
+# cached under .local/corpus and .local/pgclient (never committed); downloaded again only when the pins change.
+.local/corpus/.fetched: tests/fixtures/corpus.py $(VENV)/.installed
+	$(PY) -m tests.fixtures.corpus fetch
+	touch $@
+
+corpus-deps: install $(DBMATE_DIR)/.installed-$(DBMATE_VERSION) .local/corpus/.fetched
+
 ## The product's main job, locally: embedded PostgreSQL 16 + local sshd jump host, migrate, seed, verify.
 demo: install
 	$(PY) -m infra local up
@@ -39,9 +56,14 @@ demo: install
 demo-down: install
 	$(PY) -m infra local down
 
-## The whole suite: lint, types, SQL lint, unit (Pulumi mocks) and integration (real PG16, real sshd).
-test: install lint typecheck sqllint
+## The whole suite: lint, types, SQL lint, unit (Pulumi mocks) and integration (real PG16, real sshd),
+## the corpus suite included (real histories and generated files against psql and dbmate).
+test: install corpus-deps lint typecheck sqllint
 	$(PY) -m pytest
+
+## Only the corpus suite: real histories from PyPI/npm and generated files, compared with psql and dbmate.
+corpus: corpus-deps
+	$(PY) -m pytest -m corpus
 
 unit: install
 	$(PY) -m pytest tests/unit
@@ -64,7 +86,7 @@ sqllint: install
 synth: install
 	$(PY) -m infra synth --stack $(STACK)
 
-bench: install
+bench: corpus-deps
 	$(PY) bench/migrate_bench.py
 
 clean:
