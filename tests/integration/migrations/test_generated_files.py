@@ -1,12 +1,16 @@
 """Generated migration files: the engine's result equals psql's on a fresh database (hypothesis).
 
-Each example is one file: comments before the ``-- migrate:up`` line and between every two tokens
+Each example is one file, transactional or ``transaction:false``: comments before the
+``-- migrate:up`` line and between every two tokens
 (``--`` lines, nested ``/* */`` blocks holding ``;``, quotes and ``$$``), values in every quoting
 style (standard strings with backslashes and doubled quotes, ``E''`` escapes, dollar quotes with
 and without tags), a ``-- comment`` before a statement's ``;`` on the next line, empty statements,
-and a last statement with no ``;``, sometimes followed by a comment. psql applies it to one fresh
-database inside BEGIN/COMMIT, ``commands.migrate`` to another; the rows, function sources and
-results, and column defaults must be equal, and equal to the values the generator meant.
+and a last statement with no ``;``, sometimes followed by a comment, in the up and in the down
+section. psql applies the up section to one fresh database (inside BEGIN/COMMIT unless
+non-transactional), ``commands.migrate`` the file to another; the rows, function sources and
+results, and column defaults must be equal, and equal to the values the generator meant. Then
+``rollback`` runs the down section, which must leave nothing behind, and ``migrate`` again must
+give the same result.
 """
 
 from __future__ import annotations
@@ -137,34 +141,51 @@ def statement(draw: st.DrawFn, i: int) -> Statement:
 
 @dataclass(frozen=True)
 class Generated:
-    text: str
+    text: str  # the migration file
+    up_text: str  # what dbmate calls the up section: the file up to the down directive, for psql
+    transactional: bool
     statements: tuple[Statement, ...]
 
 
+def drops(stmts: list[Statement]) -> list[Statement]:
+    """The down section: drop what the up section created, newest first."""
+    out = [Statement(("DROP", "FUNCTION", s.function[0], "(", ")")) for s in stmts if s.function]
+    out += [Statement(("DROP", "TABLE", s.default[0])) for s in stmts if s.default]
+    return [*reversed(out), Statement(("DROP", "TABLE", "t"))]
+
+
 @st.composite
-def migration_file(draw: st.DrawFn) -> Generated:
-    stmts = [Statement(("CREATE", "TABLE", "t", "(", "n", "int", "PRIMARY", "KEY", ",", "v", "text", ")"))]
-    stmts += [draw(statement(i)) for i in range(1, draw(st.integers(1, 5)) + 1)]
-    parts = [draw(st.sampled_from(["", "-- a header comment\n", "/* header; */\n"])), "-- migrate:up\n"]
+def section(draw: st.DrawFn, stmts: list[Statement]) -> str:
+    """Statements with gaps between all tokens and varied endings; the last may have no ';'."""
+    parts = []
     for k, stmt in enumerate(stmts):
         parts.append(draw(st.sampled_from(["", " ", "\n"]) | gap))
         parts.append(draw(gap).join(stmt.tokens))
         last = k == len(stmts) - 1
-        ending = draw(
-            st.sampled_from(
-                ["omit", ";", "comment-then-semicolon", ";;", "; -- after\n"]
-                if last
-                else [";", "comment-then-semicolon", ";;"]
-            )
+        endings = (
+            ["omit", ";", "comment-then-semicolon", ";;", "; -- after\n"]
+            if last
+            else [";", "comment-then-semicolon", ";;"]
         )
+        ending = draw(st.sampled_from(endings))
         if ending == "omit":  # no final ';', perhaps a comment after it
             parts.append(draw(st.sampled_from(["", "\n", " -- trailing\n", "\n/* end */"])))
         elif ending == "comment-then-semicolon":
             parts.append(draw(line_comment()) + ";")
         else:
             parts.append(ending)
-    parts.append(draw(st.sampled_from(["", "\n", "\n-- the end\n"])))
-    return Generated("".join(parts), tuple(stmts))
+    return "".join(parts)
+
+
+@st.composite
+def migration_file(draw: st.DrawFn) -> Generated:
+    stmts = [Statement(("CREATE", "TABLE", "t", "(", "n", "int", "PRIMARY", "KEY", ",", "v", "text", ")"))]
+    stmts += [draw(statement(i)) for i in range(1, draw(st.integers(1, 5)) + 1)]
+    transactional = draw(st.booleans())
+    head = draw(st.sampled_from(["", "-- a header comment\n", "/* header; */\n"]))
+    up = head + "-- migrate:up" + ("" if transactional else " transaction:false") + "\n" + draw(section(stmts)) + "\n"
+    down = "-- migrate:down\n" + draw(section(drops(stmts))) + draw(st.sampled_from(["", "\n", "\n-- the end\n"]))
+    return Generated(up + down, up, transactional, tuple(stmts))
 
 
 def observe(db: PgDatabase) -> dict[str, Any]:
@@ -186,6 +207,16 @@ def observe(db: PgDatabase) -> dict[str, Any]:
         }
 
 
+def public_objects(db: PgDatabase) -> int:
+    with db.connect_superuser(autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace)"
+            " + (SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace)"
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
 def default_value(db: PgDatabase, table: str) -> str:
     with db.connect_superuser(autocommit=True) as conn:
         row = conn.execute(
@@ -196,7 +227,7 @@ def default_value(db: PgDatabase, table: str) -> str:
 
 
 @settings(
-    max_examples=25,
+    max_examples=15,  # two fresh databases per example: about 1 s each on a busy 2-core machine
     deadline=None,
     database=None,  # nothing written into the work tree; a failure prints its example
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -204,18 +235,17 @@ def default_value(db: PgDatabase, table: str) -> str:
 @given(generated=migration_file())
 def test_generated_file_applies_as_psql_does(generated: Generated, pg_cluster: AdminCluster, pg_tools: PgTools) -> None:
     with tempfile.TemporaryDirectory(prefix="gen-") as tmp:
-        migrations = Path(tmp)
+        migrations, psql_dir = Path(tmp) / "migrations", Path(tmp) / "psql"
+        migrations.mkdir()
+        psql_dir.mkdir()
         path = migrations / "0001_generated.sql"
         path.write_text(generated.text, encoding="utf-8")
+        (psql_dir / path.name).write_text(generated.up_text, encoding="utf-8")
         oracle, ours = create_database(pg_cluster), create_database(pg_cluster)
         try:
-            run_psql(pg_tools, oracle, [path], [True])
+            run_psql(pg_tools, oracle, [psql_dir / path.name], [generated.transactional])
             expected = observe(oracle)
-            context = MigrationContext(connection=spec_for(ours), migrations_dir=migrations)
-            assert len(commands.migrate(context).applied) == 1
-            assert observe(ours) == expected, generated.text
-            assert [r.filename for r in commands.status(context).applied] == [path.name]
-            # and both did what the generator meant
+            # both did what the generator meant
             assert expected["rows"] == sorted(s.row for s in generated.statements if s.row)
             wanted = sorted(s.function for s in generated.statements if s.function)
             assert [(name, r) for (name, _), r in zip(expected["functions"], expected["results"], strict=True)] == [
@@ -223,7 +253,19 @@ def test_generated_file_applies_as_psql_does(generated: Generated, pg_cluster: A
             ]
             for s in generated.statements:
                 if s.default:
-                    assert default_value(ours, s.default[0]) == s.default[1]
+                    assert default_value(oracle, s.default[0]) == s.default[1]
+
+            context = MigrationContext(connection=spec_for(ours), migrations_dir=migrations)
+            assert len(commands.migrate(context).applied) == 1
+            assert observe(ours) == expected, generated.text
+            assert [r.filename for r in commands.status(context).applied] == [path.name]
+
+            # the down section drops everything; applying again gives the same result
+            assert len(commands.rollback(context, to=0).rolled_back) == 1
+            assert public_objects(ours) == 0, generated.text
+            assert commands.status(context).applied == ()
+            assert len(commands.migrate(context).applied) == 1
+            assert observe(ours) == expected, generated.text
         finally:
             drop_database(oracle)
             drop_database(ours)
