@@ -23,7 +23,7 @@ from tests.fixtures.corpus import (
     Upstream,
     dump,
     layout,
-    load_history,
+    require_history,
     run_dbmate,
     run_psql,
     sha256,
@@ -76,7 +76,7 @@ def test_history_applies_as_psql_does(
     dbmate: Path,
     tmp_path: Path,
 ) -> None:
-    files = load_history(name)
+    files = require_history(name)
     assert (len(files), sum(not f.transactional for f in files)) == EXPECTED[name]
     migrations = tmp_path / "migrations"
     paths = layout(files, migrations)
