@@ -182,7 +182,8 @@ def migration_file(draw: st.DrawFn) -> Generated:
     stmts = [Statement(("CREATE", "TABLE", "t", "(", "n", "int", "PRIMARY", "KEY", ",", "v", "text", ")"))]
     stmts += [draw(statement(i)) for i in range(1, draw(st.integers(1, 5)) + 1)]
     transactional = draw(st.booleans())
-    head = draw(st.sampled_from(["", "-- a header comment\n", "/* header; */\n"]))
+    # before the up line dbmate allows only blank and '--' lines (ErrParseUnexpectedStmt otherwise)
+    head = draw(st.sampled_from(["", "-- a header comment\n", "\n--x; 'y'\n\n"]))
     up = head + "-- migrate:up" + ("" if transactional else " transaction:false") + "\n" + draw(section(stmts)) + "\n"
     down = "-- migrate:down\n" + draw(section(drops(stmts))) + draw(st.sampled_from(["", "\n", "\n-- the end\n"]))
     return Generated(up + down, up, transactional, tuple(stmts))
