@@ -298,8 +298,11 @@ def run_parse(cluster: LocalPostgres, statements: int, tls: bool, dbmate: Path |
         started = time.perf_counter()
         loaded = source.load(directory)
         best = min(best, time.perf_counter() - started)
-    if sum(len(m.up) for m in loaded) != statements + 1:
-        raise SystemExit(f"parse: expected {statements + 1} statements, got {sum(len(m.up) for m in loaded)}")
+    if loaded.broken:
+        raise SystemExit(f"parse: {loaded.broken[0].describe()}")
+    found = sum(len(m.up) for m in loaded.migrations)
+    if found != statements + 1:
+        raise SystemExit(f"parse: expected {statements + 1} statements, got {found}")
     status: dict[str, float] = {}
     migrate: dict[str, float] = {}
     for tool in tools:
