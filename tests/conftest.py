@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.corpora",
     "tests.fixtures.demo",
     "tests.fixtures.drift",
+    "tests.fixtures.corpus",
 ]
 
 _INTEGRATION = Path(__file__).parent / "integration"
