@@ -79,7 +79,10 @@ def test_make_install_and_ci_use_the_one_list() -> None:
     if shutil.which("make") is None:
         pytest.skip("make not installed")
     # dry run: the first thing `make demo` (through install) does is the system packages
-    dry = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, check=True)
+    # a clean environment for the dry run: under `make test`, MAKEFLAGS/MAKELEVEL make it print
+    # "Entering directory" first
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    dry = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, check=True, env=env)
     assert dry.stdout.splitlines()[0] == "bash .ci/install-system-packages"
     ci = (ROOT / ".ci" / "run").read_text()
     assert ci.index("bash .ci/install-system-packages") < ci.rindex("make test")
