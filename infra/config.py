@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal, TypeVar
 
 from infra.enums import BastionMode, Cloud, Environment
@@ -28,6 +29,8 @@ __all__ = [
     "DatabaseSettings",
     "GcpSettings",
     "KeySpec",
+    "PoolerMode",
+    "ScaleSettings",
     "StackConfig",
     "from_pulumi",
     "load",
@@ -45,6 +48,20 @@ class KeySpec:
     default: str | int | bool | tuple[str, ...]
     description: str
 
+
+# ---- scale-out (read replicas, connection pooler): one block, validated by _scale() ----------------
+SCALE_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("readReplicas", "integer", 0, "Read replicas of the database (AWS 0-15, GCP 0-10)"),
+    KeySpec("replicaInstanceClass", "string", "", "AWS: RDS class of the read replicas; empty = dbInstanceClass"),
+    KeySpec("replicaTier", "string", "", "GCP: Cloud SQL tier of the read replicas; empty = dbTier"),
+    KeySpec(
+        "pooler",
+        "string",
+        "none",
+        "Connection pooler for the app: none | managed (AWS RDS Proxy; GCP managed pooling, ENTERPRISE_PLUS)",
+    ),
+)
+# ------------------------------------------------------------------------------------------------------
 
 # The config surface. "auto" defaults depend on `environment` (true only in production) or on `cloud`.
 KEYS: tuple[KeySpec, ...] = (
@@ -88,6 +105,7 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("pscRangePrefix", "integer", 16, "GCP: prefix length of the private service access range"),
     KeySpec("operators", "array", (), "GCP: IAM members allowed to open the IAP tunnel (user:a@b.c, group:...)"),
     KeySpec("bastionZone", "string", "", "GCP: zone of the bastion; empty = <region>-b"),
+    *SCALE_KEYS,
 )
 
 _KEY_NAMES = {spec.name for spec in KEYS}
@@ -172,6 +190,24 @@ class GcpSettings:
     operators: tuple[str, ...]
 
 
+class PoolerMode(StrEnum):
+    NONE = "none"
+    MANAGED = "managed"  # RDS Proxy (AWS) / Cloud SQL Managed Connection Pooling (GCP)
+
+
+@dataclass(frozen=True)
+class ScaleSettings:
+    """Read replicas and the connection pooler (``readReplicas``, ``replica*``, ``pooler``)."""
+
+    read_replicas: int = 0
+    replica_class: str = ""  # AWS instance class / GCP tier of the replicas, resolved (never empty if replicas)
+    pooler: PoolerMode = PoolerMode.NONE
+
+    @property
+    def pooled(self) -> bool:
+        return self.pooler is PoolerMode.MANAGED
+
+
 @dataclass(frozen=True)
 class StackConfig:
     """Everything the program needs, validated. ``aws`` or ``gcp`` is set, by ``cloud``."""
@@ -185,6 +221,7 @@ class StackConfig:
     run_migrations_on_up: bool
     aws: AwsSettings | None = None
     gcp: GcpSettings | None = None
+    scale: ScaleSettings = ScaleSettings()
 
     @property
     def production(self) -> bool:
@@ -310,6 +347,7 @@ def load(values: Mapping[str, str], *, project: str = NAMESPACE, stack: str = "d
         run_migrations_on_up=read.boolean("runMigrationsOnUp"),
         aws=aws,
         gcp=gcp,
+        scale=_scale(read, cloud, aws, gcp),
     )
 
 
@@ -594,6 +632,70 @@ def _gcp(read: _Reader, values: Mapping[str, str]) -> GcpSettings:
         psc_range_prefix=read.integer("pscRangePrefix", 8, 24),
         operators=operators,
     )
+
+
+# ---- scale-out validation ----------------------------------------------------------------------------
+# Replicas per primary: RDS for PostgreSQL allows 15 in one region (RDS User Guide, "Working with
+# read replicas": "up to 15 read replicas"); Cloud SQL allows 10 (Cloud SQL "About replication":
+# "up to 10 read replicas per primary") (memory, verify).
+_MAX_REPLICAS = {Cloud.AWS: 15, Cloud.GCP: 10}
+
+
+def _scale(read: _Reader, cloud: Cloud, aws: AwsSettings | None, gcp: GcpSettings | None) -> ScaleSettings:
+    replicas = read.integer("readReplicas", 0, _MAX_REPLICAS[cloud])
+    raw_pooler = read.text("pooler").lower()
+    try:
+        pooler = PoolerMode(raw_pooler)
+    except ValueError:
+        raise ConfigError("pooler", raw_pooler, "none | managed", _fix("pooler", "managed")) from None
+    aws_class = read.text("replicaInstanceClass")
+    gcp_tier = read.text("replicaTier")
+    replica_class = ""
+    if aws is not None:
+        if gcp_tier:
+            raise ConfigError(
+                "replicaTier", gcp_tier, "empty on aws (use replicaInstanceClass)", "pulumi config rm replicaTier"
+            )
+        replica_class = aws_class or aws.instance_class
+        if not re.match(r"^db\.[a-z0-9]+\.[a-z0-9]+$", replica_class):
+            raise ConfigError(
+                "replicaInstanceClass",
+                replica_class,
+                "an RDS class such as db.t4g.micro",
+                _fix("replicaInstanceClass", "db.t4g.micro"),
+            )
+    if gcp is not None:
+        if aws_class:
+            raise ConfigError(
+                "replicaInstanceClass",
+                aws_class,
+                "empty on gcp (use replicaTier)",
+                "pulumi config rm replicaInstanceClass",
+            )
+        replica_class = gcp_tier or gcp.tier
+        # A replica has the primary's edition, so its tier must fit that edition like the primary's.
+        perf = replica_class.startswith("db-perf-optimized-")
+        if not re.match(r"^db-[a-z0-9]+(-[A-Za-z0-9]+)*$", replica_class) or perf != (gcp.edition == "ENTERPRISE_PLUS"):
+            example = gcp.tier
+            raise ConfigError(
+                "replicaTier",
+                replica_class,
+                f"a Cloud SQL tier of edition {gcp.edition} (the primary's), such as {example}",
+                _fix("replicaTier", example),
+            )
+        if pooler is PoolerMode.MANAGED and gcp.edition != "ENTERPRISE_PLUS":
+            # Managed Connection Pooling exists only on Enterprise Plus (Cloud SQL "Managed Connection
+            # Pooling overview", Requirements). We do not run a PgBouncer VM instead: README "Pooling on GCP".
+            raise ConfigError(
+                "pooler",
+                "managed",
+                "none on dbEdition ENTERPRISE (managed pooling needs ENTERPRISE_PLUS, tier db-perf-optimized-N-*)",
+                "pulumi config set dbEdition ENTERPRISE_PLUS && pulumi config set dbTier db-perf-optimized-N-2",
+            )
+    return ScaleSettings(read_replicas=replicas, replica_class=replica_class if replicas else "", pooler=pooler)
+
+
+# ------------------------------------------------------------------------------------------------------
 
 
 def from_pulumi() -> StackConfig:

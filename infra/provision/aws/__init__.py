@@ -8,6 +8,8 @@ from infra.provision.aws.bastion import Bastion
 from infra.provision.aws.database import Database
 from infra.provision.aws.encryption import DataKey
 from infra.provision.aws.network import Network
+from infra.provision.aws.pooler import PROXY_CA, PROXY_PORT, Pooler
+from infra.provision.aws.replicas import Replicas
 from infra.provision.aws.secrets import UserSecrets
 from infra.provision.outputs import ProgramOutputs
 
@@ -39,6 +41,25 @@ def deploy(cfg: StackConfig, migrations: tuple[str, ...]) -> ProgramOutputs:
         security_group_id=network.bastion_sg.id,
         kms_key_arn=key.key.arn,
     )
+    # Scale-out (infra.provision.aws.replicas / .pooler): nothing is declared at the defaults.
+    replicas = None
+    if cfg.scale.read_replicas:
+        replicas = Replicas(
+            f"{name}-replicas", cfg, primary=database, security_group_id=network.db_sg.id, kms_key_arn=key.key.arn
+        )
+    pooler = None
+    if cfg.scale.pooled:
+        pooler = Pooler(
+            f"{name}-pooler",
+            cfg,
+            vpc_id=network.vpc_id,
+            subnet_ids=network.private_subnet_ids,
+            db_security_group_id=network.db_sg.id,
+            bastion_security_group_id=network.bastion_sg.id,
+            instance_identifier=database.instance.identifier,
+            secret_arns=secrets.arns,
+            kms_key_arn=key.key.arn,
+        )
     return ProgramOutputs(
         cloud=cfg.cloud.value,
         environment=cfg.environment.value,
@@ -51,4 +72,6 @@ def deploy(cfg: StackConfig, migrations: tuple[str, ...]) -> ProgramOutputs:
         bastion=bastion.info,
         db_ca=cfg.aws.ca_cert_identifier,
         migrations=migrations,
+        db_read_endpoints=tuple({"host": r.address, "port": r.port} for r in (replicas.instances if replicas else [])),
+        db_pooler=None if pooler is None else {"host": pooler.proxy.endpoint, "port": PROXY_PORT, "ca": PROXY_CA},
     )

@@ -10,7 +10,7 @@ import pulumi_random as random
 from infra.config import StackConfig
 from infra.provision.aws.iam import service_role
 
-__all__ = ["Database"]
+__all__ = ["Database", "performance_insights"]
 
 ENGINE_MAJOR = "16"
 BACKUP_WINDOW = "03:00-03:30"  # UTC; must not overlap the maintenance window
@@ -32,11 +32,19 @@ PARAMETERS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def performance_insights(instance_class: str) -> bool:
+    return not instance_class.endswith(_NO_PERFORMANCE_INSIGHTS)
+
+
 class Database(pulumi.ComponentResource):
     """One private, encrypted, backed-up RDS PostgreSQL 16 instance."""
 
     instance: aws.rds.Instance
     admin_secret_arn: pulumi.Output[str]
+    # what read replicas share with the primary (infra.provision.aws.replicas)
+    parameter_group: aws.rds.ParameterGroup
+    subnet_group: aws.rds.SubnetGroup
+    monitoring_role: aws.iam.Role
 
     def __init__(
         self,
@@ -92,7 +100,8 @@ class Database(pulumi.ComponentResource):
         snapshot_suffix = random.RandomId(
             f"{name}-final-snapshot", byte_length=4, keepers={"identifier": identifier}, opts=child
         )
-        insights = not settings.instance_class.endswith(_NO_PERFORMANCE_INSIGHTS)
+        insights = performance_insights(settings.instance_class)
+        self.parameter_group, self.subnet_group, self.monitoring_role = params, subnets, monitoring_role
         self.instance = aws.rds.Instance(
             f"{name}-instance",
             identifier=identifier,

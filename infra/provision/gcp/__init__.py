@@ -6,6 +6,8 @@ from infra.config import StackConfig
 from infra.provision.gcp.bastion import Bastion
 from infra.provision.gcp.database import Database
 from infra.provision.gcp.network import Network
+from infra.provision.gcp.pooler import POOLER_PORT
+from infra.provision.gcp.replicas import Replicas
 from infra.provision.gcp.secrets import UserSecrets
 from infra.provision.outputs import ProgramOutputs
 
@@ -31,6 +33,10 @@ def deploy(cfg: StackConfig, migrations: tuple[str, ...]) -> ProgramOutputs:
         subnet_id=network.subnet.id,
         db_range=network.db_range,
     )
+    # Scale-out (infra.provision.gcp.replicas / .pooler): nothing is declared at the defaults.
+    replicas = None
+    if cfg.scale.read_replicas:
+        replicas = Replicas(f"{name}-replicas", cfg, primary=database, network_id=network.network.id)
     return ProgramOutputs(
         cloud=cfg.cloud.value,
         environment=cfg.environment.value,
@@ -44,4 +50,10 @@ def deploy(cfg: StackConfig, migrations: tuple[str, ...]) -> ProgramOutputs:
         bastion=bastion.info,
         db_ca=database.ca_pem,
         migrations=migrations,
+        db_read_endpoints=tuple(
+            {"host": host, "port": cfg.database.port, "ca": ca}
+            for host, ca in (zip(replicas.hosts, replicas.ca_pems, strict=True) if replicas else [])
+        ),
+        # The pooler answers on the primary's name (same certificate, same CA) on its own port.
+        db_pooler={"host": database.host, "port": POOLER_PORT} if cfg.scale.pooled else None,
     )
