@@ -374,6 +374,13 @@ class ProjectMocks(pulumi.runtime.Mocks):
         "aws:secretsmanager/secretVersion:SecretVersion": _secret_version,
         "aws:rds/instance:Instance": _rds,
         "aws:rds/proxy:Proxy": _rds_proxy,
+        # Pulumi autonames both (name + random suffix, lowercase): the instance and its replicas refer to it.
+        "aws:rds/subnetGroup:SubnetGroup": lambda self, n, s: (
+            s.setdefault("name", f"{n}-{_short_hash(n, length=7)}".lower()) and str(s["name"])
+        ),
+        "aws:rds/parameterGroup:ParameterGroup": lambda self, n, s: (
+            s.setdefault("name", f"{n}-{_short_hash(n, length=7)}".lower()) and str(s["name"])
+        ),
         "aws:rds/proxyDefaultTargetGroup:ProxyDefaultTargetGroup": lambda self, n, s: (
             s.update(name="default", arn=f"arn:aws:rds:{self.region}:{ACCOUNT}:target-group:prx-tg-{_short_hash(n)}")
             or str(s.get("dbProxyName"))

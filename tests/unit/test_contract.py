@@ -24,6 +24,8 @@ AWS: dict[str, Any] = {
     "bastion": {"mode": "ssm", "target": "i-0123456789abcdef0", "region": "eu-west-1"},
     "db_ca": "rds-ca-rsa2048-g1",
     "migrations": [f"0001_init.sql:{SHA}"],
+    "db_read_endpoints": [],
+    "db_pooler": None,
 }
 
 
