@@ -63,7 +63,8 @@ def test_each_mistake_is_one_line_naming_key_and_fix_and_declares_nothing(
 
 def test_pooler_on_enterprise_says_why() -> None:
     error, _ = refused(full(GCP_BASE, pooler="managed"))
-    assert "ENTERPRISE_PLUS" in error.allowed and "db-perf-optimized-N-*" in error.allowed
+    assert "ENTERPRISE_PLUS" in error.allowed
+    assert "db-perf-optimized-N-*" in error.allowed
 
 
 # -- the contract ---------------------------------------------------------------------------------
@@ -72,8 +73,9 @@ def test_pooler_on_enterprise_says_why() -> None:
 def test_outputs_without_scale_fields_still_parse() -> None:
     older = {k: v for k, v in AWS.items() if k not in ("db_read_endpoints", "db_pooler")}
     outputs = StackOutputs.parse(older)
-    assert outputs.db_read_endpoints == () and outputs.db_pooler is None
-    assert OPTIONAL_OUTPUTS == {"db_read_endpoints", "db_pooler"}
+    assert outputs.db_read_endpoints == ()
+    assert outputs.db_pooler is None
+    assert {"db_read_endpoints", "db_pooler"} == OPTIONAL_OUTPUTS
 
 
 def test_endpoints_round_trip() -> None:
