@@ -313,6 +313,8 @@ class LocalPostgres:
         # TLS is enforced for TCP the way rds.force_ssl / ENCRYPTED_ONLY enforce it in the cloud.
         (self.data / "pg_hba.conf").write_text(
             "local all all trust\n"
+            # the superuser over the private socket may stream WAL (infra.local.replica's standby)
+            "local replication postgres trust\n"
             "hostssl all all 0.0.0.0/0 scram-sha-256\n"
             "hostssl all all ::/0 scram-sha-256\n"
             "hostnossl all all 0.0.0.0/0 reject\n"
@@ -368,3 +370,6 @@ class LocalPostgres:
             "sslmode": "verify-full",
             "sslrootcert": str(self.tls.ca_cert),
         }
+
+
+open_for_traversal = _open_for_traversal  # the replica and the pooler run as the same server user

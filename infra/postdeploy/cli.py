@@ -104,6 +104,8 @@ def format_report(report: object) -> str:
     status = "ok" if report.verification.ok else "FAILED"
     lines.append(f"  verify:     {status}")
     lines += [f"    {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in report.verification.checks]
+    if report.scale is not None:
+        lines += report.scale.lines()
     lines.append(f"  duration:   {report.duration_seconds:.1f}s")
     return "\n".join(lines)
 
