@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.proxy",
     "tests.fixtures.migrations",
     "tests.fixtures.demo",
+    "tests.fixtures.scale",
 ]
 
 _INTEGRATION = Path(__file__).parent / "integration"
