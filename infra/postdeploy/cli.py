@@ -194,5 +194,6 @@ def run_stack_postdeploy(args: argparse.Namespace) -> int:
         ),
         snapshotter=ctx.snapshotter,
         progress=PrintProgress(sys.stderr if as_json else sys.stdout),
+        scale=ctx.scale,
     )
     return emit_report(report, as_json)
