@@ -8,7 +8,7 @@ PG16_NPM_VERSION := 16.14.0-beta.17
 NPM_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x64)
 PG16_DIR := .local/pg16
 
-.PHONY: system-packages install demo demo-down test unit integration lint typecheck sqllint synth bench clean
+.PHONY: system-packages install demo demo-down test unit integration lint typecheck sqllint synth bench bench-pooler clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -72,6 +72,10 @@ synth: install
 bench: install
 	$(PY) bench/migrate_bench.py
 	$(PY) bench/tenant_context_bench.py
+
+## pgbench, 200 clients, max_connections=50: direct vs PgBouncer (bench/RESULTS.md "Pooler benchmark").
+bench-pooler: install
+	$(PY) bench/pooler_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local
