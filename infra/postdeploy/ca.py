@@ -93,7 +93,7 @@ def endpoint_ca_file(
     endpoint: Endpoint,
     *,
     configured: Path | None = None,
-    cache_dir: Path = CACHE_DIR,
+    cache_dir: Path | None = None,
     fetch: Callable[[str], bytes] | None = None,
 ) -> Path:
     """The CA bundle for a read replica or the pooler: ``db_ca``'s unless ``endpoint.ca`` names another.
@@ -101,6 +101,7 @@ def endpoint_ca_file(
     ``endpoint.ca`` is a PEM bundle (a Cloud SQL replica's own CA list) or the name of a public root
     (:data:`AMAZON_ROOT_CA_URLS`, for RDS Proxy), downloaded over HTTPS once and cached.
     """
+    cache_dir = cache_dir or CACHE_DIR  # looked up now, not at import (tests point it elsewhere)
     if endpoint.ca is None:
         return ca_file_for(outputs, configured=configured, cache_dir=cache_dir, fetch=fetch)
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -71,7 +71,7 @@ def test_gcp_pooler_is_the_primarys_name_on_its_own_port_through_iap(offline: li
     assert ctx.scale.pooler is not None
     assert isinstance(ctx.scale.pooler.tunnel, IapTunnel)
     assert (ctx.scale.pooler.tunnel.remote_host, ctx.scale.pooler.tunnel.remote_port) == (ctx.outputs.db_host, 6432)
-    assert ctx.scale.pooler.ca_file == ctx.ca_file  # same certificate as the primary
+    assert ctx.scale.pooler.ca_file.read_text() == ctx.outputs.db_ca  # same certificate as the primary
     [replica] = ctx.scale.replicas
     assert replica.ca_file.read_text() == ctx.outputs.db_read_endpoints[0].ca  # the replica's own CA list
     assert offline == []
