@@ -38,8 +38,8 @@ from infra.errors import InfraError, ToolMissing
 from infra.local.jumphost import JumpHost, find_sshd, stop_jump_host
 from infra.local.pg import LocalPostgres, pg_bin
 from infra.local.pooler import LocalPooler
-from infra.local.replica import LocalReplica
 from infra.local.privnet import PrivateNetwork
+from infra.local.replica import LocalReplica
 from infra.migrations.connection import ConnectionSpec
 from infra.paths import DEMO_DIR
 from infra.postdeploy.run import (

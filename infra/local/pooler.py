@@ -1,6 +1,8 @@
 """A real PgBouncer in transaction mode in front of the demo's PostgreSQL 16 (Debian's package).
 
-Clients reach it on its own loopback port with TLS (its own certificate for
+It runs where the database runs: in the demo's private network (:mod:`infra.local.privnet`),
+entered with ``nsenter`` beside the postmaster, so only the jump host can forward to it. Clients
+reach it on its own loopback port there with TLS (its own certificate for
 ``pooler.demo.internal``, so ``sslmode=verify-full`` works as against RDS Proxy), and log in
 with SCRAM-SHA-256 against the server's own verifiers (``auth_query`` on ``pg_shadow``, read as
 the superuser over the private socket): no password file. Server connections go over the
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -23,7 +26,8 @@ from pathlib import Path
 from infra.errors import InfraError, ToolMissing
 from infra.local.jumphost import stop_pid_file
 from infra.local.pg import LocalPostgres, TlsMaterial, make_tls, open_for_traversal
-from infra.postdeploy.tunnel import free_port
+from infra.local.privnet import PrivateNetwork
+from infra.postdeploy.tunnel import child_environment, free_port
 
 __all__ = ["LocalPooler", "find_pgbouncer"]
 
@@ -109,16 +113,43 @@ class LocalPooler:
         if user is not None:  # PgBouncer refuses to run as root; it runs as PostgreSQL's user
             open_for_traversal(self.root, recursive=False)
             self.primary._chown(self.root, user)
+        self.log_path.unlink(missing_ok=True)
+        argv = [str(binary), "-d", "-q", str(self.config)]
+        network = self._network()
+        if network is not None:  # beside the database, in its private network
+            private, pid_file = network
+            drop = []
+            if user is not None:
+                entry = pwd.getpwnam(user)
+                drop = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups"]
+            argv = ["sh", "-c", private.enter(pid_file, [*drop, *argv])]
         result = subprocess.run(
-            [str(binary), "-d", "-q", str(self.config)], capture_output=True, text=True, user=user, check=False
+            argv,
+            capture_output=True,
+            text=True,
+            user=None if network is not None else user,
+            check=False,
+            env=child_environment(),
         )
         if result.returncode != 0:
             raise InfraError(f"pgbouncer did not start (exit {result.returncode}): {self._tail(result.stderr)}")
+        # Ready when its log says it listens (from inside a private network the port cannot be tried here).
         deadline = time.monotonic() + timeout
-        while not self._accepts():
+        while not self._listening(network is None):
             if time.monotonic() >= deadline:
                 raise InfraError(f"pgbouncer not listening on {self.listen}:{self.port}: {self._tail('')}")
             time.sleep(0.05)
+
+    def _network(self) -> tuple[PrivateNetwork, Path] | None:
+        if self.primary.private_network is not None:
+            return self.primary.private_network, self.primary.postmaster_pid_file()
+        return self.primary.join_network
+
+    def _listening(self, reachable: bool) -> bool:
+        if reachable:
+            return self._accepts()
+        log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return f"listening on {self.listen}:{self.port}" in log
 
     def _tail(self, stderr: str) -> str:
         log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -4,7 +4,9 @@ The base backup is ``pg_basebackup`` (PostgreSQL 16 client tools from the ``pgse
 :func:`client_bin`), taken over the primary's private Unix socket: that build's libpq has no
 SSL, and the socket needs none (0700, the server user only). The replica then streams WAL from
 the same socket (``primary_conninfo``) and serves read-only TLS connections on its own loopback
-port with its own certificate, like an RDS / Cloud SQL replica endpoint. The server binary stays
+port with its own certificate, like an RDS / Cloud SQL replica endpoint. When the primary lives in
+the demo's private network (:mod:`infra.local.privnet`) the replica starts inside that network too,
+where the jump host's sshd can forward to it and nothing outside can reach it. The server binary stays
 the npm build of :func:`infra.local.pg.pg_bin`.
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from infra.errors import InfraError, ToolMissing
 from infra.local.pg import LocalPostgres, open_for_traversal
+from infra.postdeploy.tunnel import child_environment
 
 __all__ = ["LocalReplica", "client_bin"]
 
@@ -63,6 +66,11 @@ class LocalReplica:
             listen=primary.listen,
             server_names=server_names,
             settings={"primary_conninfo": f"'{conninfo}'", "hot_standby": "on"},
+            join_network=(
+                (primary.private_network, primary.postmaster_pid_file())
+                if primary.private_network is not None
+                else primary.join_network
+            ),
         )
 
     @property
@@ -104,6 +112,7 @@ class LocalReplica:
                 text=True,
                 user=user,
                 check=False,
+                env=child_environment(),  # no PGPASSWORD or cloud credentials in the child
             )
             if result.returncode != 0:
                 raise InfraError(

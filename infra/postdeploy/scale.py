@@ -418,8 +418,11 @@ def run_scale_checks(
             # No server-side prepared statements through a transaction pooler: a statement psycopg
             # prepares on one server connection is missing (or already there) on the next
             # (PgBouncer < 1.21; "prepared statement "_pg3_0" already exists").
-            with hop.params(app).connect(prepare_threshold=None) as conn:
-                app_checks = verify_app(conn)
+            with (
+                hop.params(app).connect(prepare_threshold=None) as conn,
+                primary_migrator.connect() as platform,  # the platform side, on the primary directly
+            ):
+                app_checks = verify_app(conn, platform)
             isolation = pooled_isolation(lambda: hop.params(app).connect(prepare_threshold=None), mint)
         pooler = PoolerCheck(hop.name, hop.tls_name, VerifyResult(app_checks.checks + tuple(isolation)))
     return ScaleReport(tuple(replicas), pooler)

@@ -6,10 +6,14 @@ of the tenant context rolled back (0010's down section), and with replay paused 
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
+import pytest
 
 from infra.local.demo import DemoState
 from infra.migrations import commands
@@ -17,6 +21,7 @@ from infra.migrations.commands import MigrationContext
 from infra.migrations.connection import ConnectionSpec
 from infra.paths import MIGRATIONS_DIR
 from infra.postdeploy.scale import pooled_isolation, primary_minter, wait_for_replay
+from infra.postdeploy.tunnel import SshTunnel
 from tests.fixtures.scale import ScaledDemo
 
 ATTACKS = (
@@ -74,56 +79,72 @@ def test_the_demo_state_names_the_parts_and_the_jump_host_forwards_to_them(scale
     }
 
 
-def _migrator(demo: ScaledDemo) -> ConnectionSpec:
+@contextlib.contextmanager
+def _through_jump(demo: ScaledDemo, port: int) -> Iterator[int]:
+    """A tunnel through the demo's jump host to ``port`` in its private network; the local port."""
     state = DemoState.load(demo.demo.root)
     assert state is not None
-    pg = demo.demo.postgres(state.pg_port)
-    params = pg.tcp_params("migrator", "appdb", host="db.demo.internal")
-    password = demo.demo.credentials().user("migrator").password
-    return ConnectionSpec(
-        host=params["host"],
-        hostaddr=params["hostaddr"],
-        port=int(params["port"]),
-        dbname="appdb",
-        user="migrator",
-        sslmode="verify-full",
-        sslrootcert=params["sslrootcert"],
-        password=lambda: password,
-    )
+    jump = demo.demo.jump_host(state.pg_port, state.sshd_port)
+    with SshTunnel(jump.ssh_options(), "127.0.0.1", port) as tunnel:
+        yield tunnel.local_port
 
 
-def _pooler_connect(demo: ScaledDemo) -> Any:
+@contextlib.contextmanager
+def _migrator(demo: ScaledDemo) -> Iterator[ConnectionSpec]:
     state = DemoState.load(demo.demo.root)
     assert state is not None
+    with _through_jump(demo, state.pg_port) as local_port:
+        yield demo.demo.route(state, local_port).params(demo.demo.credentials().user("migrator"))
+
+
+@contextlib.contextmanager
+def _pooler_connect(demo: ScaledDemo) -> Iterator[Callable[[], psycopg.Connection[Any]]]:
+    state = DemoState.load(demo.demo.root)
+    assert state is not None
+    assert state.pooler_port is not None
     pooler = demo.demo.pooler(demo.demo.postgres(state.pg_port), state.pooler_port)
     password = demo.demo.credentials().user("app").password
+    with _through_jump(demo, state.pooler_port) as local_port:
 
-    def connect() -> psycopg.Connection[Any]:
-        return psycopg.connect(
-            host="pooler.demo.internal",
-            hostaddr="127.0.0.1",
-            port=pooler.port,
-            dbname="appdb",
-            user="app",
-            sslmode="verify-full",
-            sslrootcert=str(pooler.tls.ca_cert),
-            password=password,
-            prepare_threshold=None,  # no server-side prepared statements through transaction pooling
-        )
+        def connect() -> psycopg.Connection[Any]:
+            return psycopg.connect(
+                host="pooler.demo.internal",
+                hostaddr="127.0.0.1",
+                port=local_port,
+                dbname="appdb",
+                user="app",
+                sslmode="verify-full",
+                sslrootcert=str(pooler.tls.ca_cert),
+                password=password,
+                prepare_threshold=None,  # no server-side prepared statements through transaction pooling
+            )
 
-    return connect
+        yield connect
+
+
+def test_the_replica_and_the_pooler_are_reachable_only_through_the_jump_host(scaled_demo: ScaledDemo) -> None:
+    state = DemoState.load(scaled_demo.demo.root)
+    assert state is not None
+    for port in (*state.replica_ports, state.pooler_port):
+        assert port is not None
+        with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass  # nothing listens on this machine's loopback: they live in the database's network
 
 
 def test_without_the_per_transaction_binding_a_session_token_leaks_and_the_check_says_so(
     scaled_demo: ScaledDemo,
 ) -> None:
-    migrator = _migrator(scaled_demo)
+    with _migrator(scaled_demo) as migrator, _pooler_connect(scaled_demo) as connect:
+        _leak_without_0010(migrator, connect)
+
+
+def _leak_without_0010(migrator: ConnectionSpec, connect: Callable[[], psycopg.Connection[Any]]) -> None:
     target = MigrationContext(migrator, MIGRATIONS_DIR)
     commands.rollback(target, to=9, reason="test: show the leak 0010 closes")
     try:
         mint = primary_minter(migrator)
         assert mint is not None
-        checks = {c.name: c for c in pooled_isolation(_pooler_connect(scaled_demo), mint)}
+        checks = {c.name: c for c in pooled_isolation(connect, mint)}
         leak = checks["pooled-isolation: session SET of a valid token"]
         assert not leak.ok
         assert "got tenant" in leak.detail
@@ -132,16 +153,20 @@ def test_without_the_per_transaction_binding_a_session_token_leaks_and_the_check
         assert checks["pooled-isolation: app.set_tenant outside a transaction"].ok
     finally:
         commands.migrate(target)
-    after = {c.name: c for c in pooled_isolation(_pooler_connect(scaled_demo), primary_minter(migrator))}
+    after = {c.name: c for c in pooled_isolation(connect, primary_minter(migrator))}
     assert all(after[name].ok for name in ATTACKS), after
 
 
 def test_a_token_left_in_a_session_is_nobodys_tenant_even_on_the_same_connection(scaled_demo: ScaledDemo) -> None:
-    migrator = _migrator(scaled_demo)
-    mint = primary_minter(migrator)
-    assert mint is not None
+    with _migrator(scaled_demo) as migrator, _pooler_connect(scaled_demo) as connect:
+        mint = primary_minter(migrator)
+        assert mint is not None
+        _hand_copied_token(connect(), mint)
+
+
+def _hand_copied_token(conn: psycopg.Connection[Any], mint: Callable[[uuid.UUID], str]) -> None:
     tenant = uuid.uuid4()
-    with _pooler_connect(scaled_demo)() as conn:
+    with conn:
         conn.autocommit = True
         with conn.transaction():
             assert conn.execute("SELECT app.set_tenant(%s)", (mint(tenant),)).fetchone() == (tenant,)
