@@ -197,7 +197,8 @@ def wait_for_replay(
     Returns (that row, replayed in time, seconds waited, WAL bytes the replica was behind at first).
     """
     newest = _newest(primary)
-    row = primary.execute("SELECT pg_catalog.pg_current_wal_lsn()::text").fetchone()
+    # the insert position: with asynchronous commit the commit record may be inserted but not yet written
+    row = primary.execute("SELECT pg_catalog.pg_current_wal_insert_lsn()::text").fetchone()
     assert row is not None
     target_lsn = str(row[0])
     started = clock()

@@ -8,8 +8,9 @@
 -- the post-deploy check "pooled-isolation: session SET of a valid token" showed it through a
 -- real PgBouncer. Now app.set_tenant also records which transaction it ran in (the backend and
 -- the transaction's start time, now(), which no later transaction on that backend shares), and
--- app.current_tenant() honours the token only in that transaction: a token left in a session,
--- or set there by hand, is nobody's tenant (NULL: fail closed, and no error for the next client).
+-- app.current_tenant() honours the token only in that transaction: a valid token left in a
+-- session, or set there by hand, is nobody's tenant (NULL: fail closed). A forged or expired token
+-- is still an error, as in 0008.
 -- migrate:up
 
 SET LOCAL ROLE app_owner;
@@ -46,15 +47,17 @@ CREATE OR REPLACE FUNCTION app.current_tenant() RETURNS uuid
 AS $fn$
 DECLARE
     tok text := current_setting('app.tenant_token', true);
+    tenant uuid;
 BEGIN
     IF tok IS NULL OR tok = '' THEN
         RETURN NULL;
     END IF;
+    tenant := app_private.verify_tenant_token(tok);  -- forged or expired: an error, as in 0008
     -- set for another transaction (or by hand): not this transaction's tenant
     IF current_setting('app.tenant_transaction', true) IS DISTINCT FROM app_private.transaction_stamp() THEN
         RETURN NULL;
     END IF;
-    RETURN app_private.verify_tenant_token(tok);
+    RETURN tenant;
 END
 $fn$;
 
