@@ -1,12 +1,19 @@
-"""Benchmark: apply N generated migrations with this runner, yoyo-migrations, Alembic and dbmate.
+"""Benchmark: this runner beside dbmate (and yoyo-migrations, Alembic) in one run.
 
-    venv/bin/python bench/migrate_bench.py [--n 200] [--delay-ms 20] [--tls] [--tools ours,yoyo,alembic,dbmate]
+    venv/bin/python bench/migrate_bench.py [--n 200] [--delay-ms 10] [--tls] [--tools ours,yoyo,alembic,dbmate]
+                                           [--history litellm] [--parse-statements 32000]
 
-Each migration creates a table and an index. Every tool runs as its own process (as a user runs
-it) against a fresh database of one embedded PostgreSQL 16, through tests/fixtures/proxy.py,
-which counts round trips (each time the client speaks after the server did) and, in the second
-pass, adds ``--delay-ms`` at every change of direction (a distant tunnel: a round trip costs two
-delays). Wall time is the process's, start to exit, so it includes interpreter start-up.
+Three parts, each tool as its own process (as a user runs it) against a fresh database of one
+embedded PostgreSQL 16, through tests/fixtures/proxy.py, which counts round trips (each time the
+client speaks after the server did) and, in the second pass, adds ``--delay-ms`` at every change
+of direction (a distant tunnel: a round trip costs two delays). Wall time is the process's, start
+to exit, so it includes interpreter start-up.
+
+1. ``--n`` generated migrations, each a table and an index, with every tool in ``--tools``.
+2. A real history (``--history``, from tests/fixtures/corpus.py: installed from its registry,
+   laid out in our format with the empty down section dbmate needs), this runner and dbmate.
+3. Parsing: one file of ``--parse-statements`` INSERTs (2.4 MB, non-ASCII in every row):
+   this runner's parser in-process, then ``status`` and ``migrate`` of the file, ours and dbmate's.
 
 By default the tools connect without TLS (SCRAM password auth still) so that the round-trip
 counts show the migration protocol: TLS adds three round trips per connection for every tool.
@@ -34,9 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from infra.local.pg import LocalPostgres  # noqa: E402
+from infra.migrations import source  # noqa: E402
+from tests.fixtures.corpus import DBMATE, HISTORIES, layout, load_history  # noqa: E402
 from tests.fixtures.proxy import TcpProxy  # noqa: E402
 
-DBMATE_VERSION = "2.36.0"
+DBMATE_VERSION = "2.36.0"  # the Makefile's DBMATE_VERSION (make corpus-deps installs it)
 WORK = ROOT / "bench" / ".work"
 USER = "bench"
 PASSWORD = "bench-password-not-secret"  # a throwaway local cluster
@@ -103,22 +112,22 @@ def generate(n: int, root: Path) -> dict[str, Path]:
 
 
 def ensure_dbmate() -> Path:
-    binary = WORK / "node_modules" / ".bin" / "dbmate"
-    if not binary.exists():
-        subprocess.run(
-            [
-                "npm",
-                "install",
-                "--silent",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-                str(WORK),
-                f"dbmate@{DBMATE_VERSION}",
-            ],
-            check=True,
-        )
-    return binary
+    if not DBMATE.exists():
+        raise SystemExit(f"dbmate is not installed at {DBMATE}; fix: make corpus-deps")
+    return DBMATE
+
+
+def generate_parse_file(statements: int, directory: Path) -> Path:
+    """One migration of ``statements`` INSERTs, a table first: about 74 bytes a line with é, ; and -- in
+    the values (32k statements: 2.4 MB)."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    lines = ["-- migrate:up", "CREATE TABLE big (id int PRIMARY KEY, name text NOT NULL, note text);"]
+    lines += [f"INSERT INTO big (id, name, note) VALUES ({i}, 'é {i}', '; -- {i}');" for i in range(statements)]
+    lines += ["-- migrate:down", "DROP TABLE big;", ""]
+    path = directory / "0001_big.sql"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
 
 
 def start_cluster(tls: bool) -> LocalPostgres:
@@ -151,8 +160,26 @@ def count_tables(cluster: LocalPostgres, db: str) -> int:
         return int(row[0]) if row else 0
 
 
+def count_relations(cluster: LocalPostgres, db: str) -> int:
+    """Tables, indexes, sequences and views outside the catalogs and both tools' ledgers."""
+    with psycopg.connect(cluster.superuser_conninfo(db)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'migrations_ledger') "
+            "AND c.relname NOT IN ('schema_migrations', 'schema_migrations_pkey')"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
 def command(
-    tool: str, port: int, db: str, dirs: dict[str, Path], tls: bool, cluster: LocalPostgres, dbmate: Path | None
+    tool: str,
+    port: int,
+    db: str,
+    dirs: dict[str, Path],
+    tls: bool,
+    cluster: LocalPostgres,
+    dbmate: Path | None,
+    verb: str = "migrate",
 ) -> tuple[list[str], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env["PGPASSWORD"] = PASSWORD  # libpq (ours, yoyo, alembic) and lib/pq (dbmate) read it
@@ -164,7 +191,7 @@ def command(
             py,
             "-m",
             "infra",
-            "migrate",
+            verb,
             "--host",
             "127.0.0.1",
             "--port",
@@ -202,8 +229,33 @@ def command(
     if tool == "dbmate":
         assert dbmate is not None
         env["DATABASE_URL"] = f"postgres://{url}"
-        return [str(dbmate), "--migrations-dir", str(dirs["sql"]), "--no-dump-schema", "migrate"], env
+        return [str(dbmate), "--migrations-dir", str(dirs["sql"]), "--no-dump-schema", verb], env
     raise ValueError(tool)
+
+
+def timed(
+    tool: str,
+    cluster: LocalPostgres,
+    dirs: dict[str, Path],
+    delay_ms: float,
+    tls: bool,
+    dbmate: Path | None,
+    db: str,
+    verb: str = "migrate",
+) -> tuple[float, int, int]:
+    """Run one tool's ``verb`` through the proxy: (wall seconds, round trips, connections)."""
+    with TcpProxy("127.0.0.1", cluster.port, delay=delay_ms / 1000) as proxy:
+        argv, env = command(tool, proxy.port, db, dirs, tls, cluster, dbmate, verb)
+        started = time.perf_counter()
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - started
+        proxy.wait_closed()
+        stats = proxy.stats()
+    if result.returncode != 0:
+        raise SystemExit(
+            f"{tool} {verb} failed (exit {result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
+    return seconds, stats.round_trips, stats.connections
 
 
 def run_tool(
@@ -211,33 +263,68 @@ def run_tool(
 ) -> Run:
     db = f"bench_{tool}_{int(delay_ms)}"
     fresh_db(cluster, db)
-    with TcpProxy("127.0.0.1", cluster.port, delay=delay_ms / 1000) as proxy:
-        argv, env = command(tool, proxy.port, db, dirs, tls, cluster, dbmate)
-        started = time.perf_counter()
-        result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        seconds = time.perf_counter() - started
-        proxy.wait_closed()
-        stats = proxy.stats()
-    if result.returncode != 0:
-        raise SystemExit(f"{tool} failed (exit {result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    seconds, round_trips, connections = timed(tool, cluster, dirs, delay_ms, tls, dbmate, db)
     tables = count_tables(cluster, db)
     if tables != n:
         raise SystemExit(f"{tool}: expected {n} tables with their index, found {tables}")
-    return Run(tool, delay_ms, seconds, stats.round_trips, stats.connections, tables)
+    return Run(tool, delay_ms, seconds, round_trips, connections, tables)
 
 
-def render(runs: list[Run], n: int, delay_ms: float, tls: bool, cmd: str) -> str:
+def run_history(
+    tool: str, cluster: LocalPostgres, directory: Path, delay_ms: float, tls: bool, dbmate: Path | None
+) -> Run:
+    """Apply the real history; ``tables`` is the number of relations it made (both tools must agree)."""
+    db = f"hist_{tool}_{int(delay_ms)}"
+    fresh_db(cluster, db)
+    seconds, round_trips, connections = timed(tool, cluster, {"sql": directory}, delay_ms, tls, dbmate, db)
+    return Run(tool, delay_ms, seconds, round_trips, connections, count_relations(cluster, db))
+
+
+@dataclasses.dataclass(frozen=True)
+class ParseRun:
+    statements: int
+    megabytes: float
+    parse_seconds: float  # this runner's parser, in-process, best of 3
+    status: dict[str, float]  # tool -> wall of `status` on the unapplied file
+    migrate: dict[str, float]  # tool -> wall of `migrate` of the file, loopback
+
+
+def run_parse(cluster: LocalPostgres, statements: int, tls: bool, dbmate: Path | None, tools: list[str]) -> ParseRun:
+    directory = WORK / "parse"
+    path = generate_parse_file(statements, directory)
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        loaded = source.load(directory)
+        best = min(best, time.perf_counter() - started)
+    if loaded.broken:
+        raise SystemExit(f"parse: {loaded.broken[0].describe()}")
+    found = sum(len(m.up) for m in loaded.migrations)
+    if found != statements + 1:
+        raise SystemExit(f"parse: expected {statements + 1} statements, got {found}")
+    status: dict[str, float] = {}
+    migrate: dict[str, float] = {}
+    for tool in tools:
+        db = f"parse_{tool}"
+        fresh_db(cluster, db)
+        status[tool] = timed(tool, cluster, {"sql": directory}, 0.0, tls, dbmate, db, "status")[0]
+        migrate[tool] = timed(tool, cluster, {"sql": directory}, 0.0, tls, dbmate, db, "migrate")[0]
+        with psycopg.connect(cluster.superuser_conninfo(db)) as conn:
+            row = conn.execute("SELECT count(*) FROM big").fetchone()
+        if not row or row[0] != statements:
+            raise SystemExit(f"parse: {tool} inserted {row[0] if row else 0} rows, expected {statements}")
+    return ParseRun(statements, path.stat().st_size / 1e6, best, status, migrate)
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def render_generated(runs: list[Run], n: int, delay_ms: float) -> list[str]:
     loop = {r.tool: r for r in runs if r.delay_ms == 0}
     slow = {r.tool: r for r in runs if r.delay_ms == delay_ms}
     lines = [
-        f"# Migration benchmark: {n} migrations (a table and an index each)",
-        "",
-        f"Command: `{cmd}`",
-        "",
-        f"PostgreSQL 16 (embedded), {'TLS verify-full' if tls else 'no TLS'}, SCRAM auth; "
-        f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}. "
-        f"Round trips counted by a TCP proxy (client turns); the delayed run adds {delay_ms:g} ms "
-        "at every change of direction. Wall time is the tool's process, start to exit.",
+        f"## 1. {n} generated migrations (a table and an index each)",
         "",
         f"| tool | round trips | connections | round trips / migration | wall, loopback (s) "
         f"| wall, +{delay_ms:g} ms per turn (s) | vs dbmate (delayed) |",
@@ -257,27 +344,100 @@ def render(runs: list[Run], n: int, delay_ms: float, tls: bool, cmd: str) -> str
     lines.append("")
     ours, ours_slow = loop.get("ours"), slow.get("ours")
     if ours:
-        ok = ours.round_trips <= n + 5
-        lines.append(f"- target round trips <= N + 5 = {n + 5}: {ours.round_trips} ({'met' if ok else 'MISSED'})")
+        lines.append(
+            f"- target round trips <= N + 5 = {n + 5}: {ours.round_trips} ({verdict(ours.round_trips <= n + 5)})"
+        )
     if ours_slow and base:
         slow_ratio = ours_slow.seconds / base.seconds
+        lines.append(f"- target delayed wall <= 0.5x dbmate: {slow_ratio:.2f}x ({verdict(slow_ratio <= 0.5)})")
+    return lines
+
+
+def render_history(runs: list[Run], history: str, files: int, nontx: int, delay_ms: float) -> list[str]:
+    loop = {r.tool: r for r in runs if r.delay_ms == 0}
+    slow = {r.tool: r for r in runs if r.delay_ms == delay_ms}
+    h = HISTORIES[history]
+    lines = [
+        f"## 2. A real history: {history} ({h.registry} `{h.package}`), {files} files, {nontx} non-transactional",
+        "",
+        "Laid out by tests/fixtures/corpus.py (`-- migrate:up`, `transaction:false` where the upstream runner "
+        "applies a file outside a transaction, an empty `-- migrate:down` because dbmate requires one).",
+        "",
+        f"| tool | relations made | round trips | connections | round trips / migration | wall, loopback (s) "
+        f"| vs dbmate | wall, +{delay_ms:g} ms per turn (s) | vs dbmate |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    base_loop, base_slow = loop.get("dbmate"), slow.get("dbmate")
+    for tool in ("ours", "dbmate"):
+        if tool not in loop:
+            continue
+        r, s = loop[tool], slow.get(tool)
+        vs_loop = f"{r.seconds / base_loop.seconds:.2f}x" if base_loop else "-"
+        delayed = f"{s.seconds:.2f}" if s else "-"
+        vs_slow = f"{s.seconds / base_slow.seconds:.2f}x" if s and base_slow else "-"
         lines.append(
-            f"- target delayed wall <= 0.5x dbmate: {slow_ratio:.2f}x ({'met' if slow_ratio <= 0.5 else 'MISSED'})"
+            f"| {label(tool)} | {r.tables} | {r.round_trips} | {r.connections} | {r.round_trips / files:.2f} | "
+            f"{r.seconds:.2f} | {vs_loop} | {delayed} | {vs_slow} |"
         )
+    lines.append("")
+    ours, ours_slow = loop.get("ours"), slow.get("ours")
+    if ours:
+        per = ours.round_trips / files
+        lines.append(f"- goal round trips per migration <= 1.05: {per:.3f} ({verdict(per <= 1.05)})")
+    if ours and base_loop:
+        ratio = ours.seconds / base_loop.seconds
+        lines.append(
+            f"- goal loopback wall <= 1.0x dbmate (Python start-up included): {ratio:.2f}x ({verdict(ratio <= 1.0)})"
+        )
+    if ours_slow and base_slow:
+        ratio = ours_slow.seconds / base_slow.seconds
+        lines.append(
+            f"- goal wall at +{delay_ms:g} ms per turn <= 0.25x dbmate: {ratio:.2f}x ({verdict(ratio <= 0.25)})"
+        )
+    if ours and base_loop and ours.tables != base_loop.tables:
+        lines.append(f"- the two tools made different numbers of relations: {ours.tables} vs {base_loop.tables}")
+    return lines
+
+
+def render_parse(p: ParseRun) -> list[str]:
+    lines = [
+        f"## 3. Parsing one file of {p.statements} INSERTs ({p.megabytes:.1f} MB, 'é' in every row)",
+        "",
+        f"- this runner's parser in-process (`infra.migrations.source.load`, best of 3): {p.parse_seconds:.3f} s "
+        f"(goal < 1 s: {verdict(p.parse_seconds < 1.0)})",
+        "",
+        "| tool | `status`, file not applied (s) | `migrate` of the file, loopback (s) |",
+        "|---|---:|---:|",
+    ]
+    for tool in p.status:
+        lines.append(f"| {label(tool)} | {p.status[tool]:.2f} | {p.migrate[tool]:.2f} |")
+    lines += ["", "dbmate's `status` lists file names and does not read the SQL; its `migrate` parses the file."]
+    return lines
+
+
+def render(sections: list[list[str]], delay_ms: float, tls: bool, cmd: str) -> str:
+    lines = [
+        "# Migration benchmark: this runner beside dbmate",
+        "",
+        f"Command: `{cmd}`",
+        "",
+        f"PostgreSQL 16 (embedded), {'TLS verify-full' if tls else 'no TLS'}, SCRAM auth; "
+        f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}. "
+        f"Round trips counted by a TCP proxy (client turns); the delayed runs add {delay_ms:g} ms "
+        "at every change of direction. Wall time is the tool's process, start to exit.",
+        "",
+    ]
+    for section in sections:
+        lines += [*section, ""]
     connect_cost, connect_how = (6, "SSLRequest, TLS 1.3 handshake, SCRAM") if tls else (3, "SCRAM")
     lines += [
-        "",
         "Notes:",
         "",
-        f"- This runner: {connect_cost} round trips to connect ({connect_how}), 1 to take the advisory lock, "
-        "create and read the ledger, 1 per migration (`BEGIN; RESET ALL; RESET ROLE; SET LOCAL <timeouts>; "
-        "<file>; SET LOCAL ROLE NONE; INSERT <ledger row>; COMMIT;` as one simple-query message), 1 for the "
-        "closing Terminate.",
-        "- The connections column is what the proxy saw: every connection pays the connect round trips again.",
-        "- Loopback wall times are CPU-bound, include interpreter start-up (about 0.6 s for `python -m infra`, "
-        "which imports every CLI module; a few ms for dbmate's Go binary) and were taken on a shared 2-core "
-        "machine: differences of a second or two between tools there are noise. With latency, round trips "
-        "dominate.",
+        f"- Every tool pays {connect_cost} round trips per connection ({connect_how}); the connections column "
+        "is what the proxy saw.",
+        "- Loopback wall times are CPU-bound, include interpreter start-up (`python -m infra` imports every CLI "
+        "module; dbmate is one Go binary) and were taken on a shared 2-core machine: differences of a few "
+        "tenths of a second there are noise. With latency, round trips dominate.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -300,34 +460,58 @@ def _version(dist: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--delay-ms", type=float, default=20.0)
+    parser.add_argument("--n", type=int, default=200, help="generated migrations (0: skip part 1)")
+    parser.add_argument("--delay-ms", type=float, default=10.0)
     parser.add_argument("--tls", action="store_true", help="all tools with sslmode=verify-full")
-    parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--tools", default=",".join(TOOLS), help="tools for part 1")
+    parser.add_argument("--history", default="litellm", choices=[*HISTORIES, ""], help="real history ('': skip)")
+    parser.add_argument("--parse-statements", type=int, default=32000, help="0: skip part 3")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--append", action="store_true", help="append to --output instead of replacing it")
     args = parser.parse_args()
     tools = [t for t in args.tools.split(",") if t]
     WORK.mkdir(parents=True, exist_ok=True)
-    dirs = generate(args.n, WORK / "migrations")
-    dbmate = ensure_dbmate() if "dbmate" in tools else None
+    dbmate = ensure_dbmate()
     cluster = start_cluster(args.tls)
-    runs: list[Run] = []
+    sections: list[list[str]] = []
+
+    def progress(part: str, run: Run) -> None:
+        print(
+            f"{part} {run.tool:8s} delay {run.delay_ms:4.0f} ms: {run.seconds:7.2f} s, {run.round_trips} round trips, "
+            f"{run.connections} connection(s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
     try:
-        for delay in (0.0, args.delay_ms):
-            for tool in tools:
-                run = run_tool(tool, cluster, dirs, delay, args.n, args.tls, dbmate)
-                print(
-                    f"{tool:8s} delay {delay:4.0f} ms: {run.seconds:7.2f} s, {run.round_trips} round trips, "
-                    f"{run.connections} connection(s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                runs.append(run)
+        if args.n:
+            dirs = generate(args.n, WORK / "migrations")
+            runs: list[Run] = []
+            for delay in (0.0, args.delay_ms):
+                for tool in tools:
+                    runs.append(run_tool(tool, cluster, dirs, delay, args.n, args.tls, dbmate))
+                    progress("generated", runs[-1])
+            sections.append(render_generated(runs, args.n, args.delay_ms))
+        if args.history:
+            files = load_history(args.history)
+            directory = WORK / "history"
+            shutil.rmtree(directory, ignore_errors=True)
+            layout(files, directory, down="")
+            hist: list[Run] = []
+            for delay in (0.0, args.delay_ms):
+                for tool in ("ours", "dbmate"):
+                    hist.append(run_history(tool, cluster, directory, delay, args.tls, dbmate))
+                    progress(args.history, hist[-1])
+            nontx = sum(not f.transactional for f in files)
+            sections.append(render_history(hist, args.history, len(files), nontx, args.delay_ms))
+        if args.parse_statements:
+            parsed = run_parse(cluster, args.parse_statements, args.tls, dbmate, ["ours", "dbmate"])
+            print(f"parse: {parsed.parse_seconds:.3f} s in-process; {parsed}", file=sys.stderr, flush=True)
+            sections.append(render_parse(parsed))
     finally:
         cluster.destroy()
     cmd = "python bench/migrate_bench.py " + " ".join(sys.argv[1:])
-    table = render(runs, args.n, args.delay_ms, args.tls, cmd.strip())
+    table = render(sections, args.delay_ms, args.tls, cmd.strip())
     print(table)
     if args.append and args.output.exists():
         table = args.output.read_text() + "\n" + table

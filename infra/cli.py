@@ -8,17 +8,23 @@ Exit codes (a documented contract, see README "Exit codes"; defined by :class:`i
    64  the command line is wrong (usage)
   130  interrupted (Ctrl-C, SIGTERM)
 
+  141  stdout was closed before the report was written (``status | head``); nothing is printed
+
 Each stage's command module exposes ``register(subparsers)``, which adds its sub-commands with
 ``set_defaults(handler=...)``; a handler takes the parsed ``argparse.Namespace`` and returns an
 exit code. Handlers print reports to stdout; diagnostics go to stderr through ``logging``. An
-error is printed as one line; ``--traceback`` shows the stack as well, for a bug report.
+error is printed as one line on stderr (``--traceback`` shows the stack as well, for a bug
+report); a command run with ``--json`` also prints it on stdout as ``{"error": {...}}``, with the
+fields the error carries (file, line, statement, sqlstate, fix, problems, findings, lock holder).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -34,10 +40,13 @@ Handler = Callable[[argparse.Namespace], int]
 # engine's verbs are registered by the post-deploy stage, which adds `--stack` to them.
 COMMAND_MODULES: tuple[str, ...] = (
     "infra.provision.synth",
+    "infra.provision.graph",
     "infra.postdeploy.cli",
     "infra.postdeploy.seed_cli",
     "infra.local.cli",
     "infra.drift.cli",
+    "infra.restore.cli",
+    "infra.acceptance.cli",
 )
 
 _log = logging.getLogger("infra")
@@ -66,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more diagnostics on stderr")
     parser.add_argument("--traceback", action="store_true", help="on an error, show the stack (for a bug report)")
+    parser.set_defaults(json=False)  # commands with machine-readable output add --json
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )
@@ -89,12 +99,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     handler: Handler = args.handler
     try:
-        return handler(args)
-    except InfraError as exc:
-        if args.traceback:
-            traceback.print_exc(file=sys.stderr)
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
+        try:
+            code = handler(args)
+        except InfraError as exc:
+            if args.traceback:
+                traceback.print_exc(file=sys.stderr)
+            print(f"error: {exc}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"error": exc.fields()}, indent=2, sort_keys=True, default=str))
+            code = exc.exit_code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return ExitCode.INTERRUPTED
+        sys.stdout.flush()  # a closed pipe shows here, not at exit (where Python would print a traceback)
+    except BrokenPipeError:
+        _silence_stdout()
+        return ExitCode.BROKEN_PIPE
+    return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of what was left cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

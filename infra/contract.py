@@ -1,8 +1,12 @@
 """The stack outputs: what provisioning promises the post-deploy step, one shape for AWS and GCP.
 
 ``pulumi up`` exports exactly the fields of :class:`StackOutputs` (see ``infra.provision.program``);
-``migrate``, ``tunnel`` and ``drift`` read them back only through :meth:`StackOutputs.parse`,
-which names the output that is missing or malformed.
+``migrate``, ``tunnel``, ``drift`` and ``restore-drill`` read them back only through
+:meth:`StackOutputs.parse`, which names the output that is missing or malformed.
+
+``db_instance`` (what a point-in-time restore needs: the instance and, on AWS, the subnet group,
+security groups and parameter group a copy goes into) is optional when parsing, so stacks
+deployed before it existed still migrate; ``restore-drill`` asks for it by name.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ __all__ = [
     "OUTPUT_NAMES",
     "USER_ROLES",
     "Bastion",
+    "CloudSqlInstance",
+    "DbInstance",
     "Endpoint",
     "IapBastion",
+    "RdsInstance",
     "SshBastion",
     "SsmBastion",
     "StackOutputs",
@@ -99,6 +106,30 @@ Bastion = SsmBastion | IapBastion | SshBastion
 
 
 @dataclass(frozen=True)
+class RdsInstance:
+    """AWS: the RDS instance and where a point-in-time copy of it goes (its private subnets and SGs)."""
+
+    identifier: str
+    region: str
+    subnet_group: str
+    security_group_ids: tuple[str, ...]
+    parameter_group: str
+
+
+@dataclass(frozen=True)
+class CloudSqlInstance:
+    """GCP: the Cloud SQL instance (a clone inherits its private network)."""
+
+    name: str
+    project: str
+    region: str
+
+
+#: The database instance itself, per cloud (``restore-drill`` matches on the class).
+DbInstance = RdsInstance | CloudSqlInstance
+
+
+@dataclass(frozen=True)
 class StackOutputs:
     """The contract. Secret ids are ARNs (AWS Secrets Manager) or resource names (GCP Secret Manager)."""
 
@@ -113,6 +144,7 @@ class StackOutputs:
     bastion: Bastion
     db_ca: str  # AWS: CA identifier (e.g. rds-ca-rsa2048-g1); GCP: the server CA certificate (PEM)
     migrations: tuple[str, ...] = field(default=())
+    db_instance: DbInstance | None = None
     # Scale-out (optional: stacks from before it, and stacks without replicas or a pooler).
     db_read_endpoints: tuple[Endpoint, ...] = ()  # one per read replica, in replica order
     db_pooler: Endpoint | None = None  # the application's pooled endpoint (RDS Proxy / managed pooling)
@@ -164,6 +196,7 @@ class StackOutputs:
             bastion=_bastion(raw["bastion"], cloud),
             db_ca=_text(raw, "db_ca"),
             migrations=tuple(str(m) for m in migrations),
+            db_instance=_db_instance(raw["db_instance"], cloud) if raw.get("db_instance") is not None else None,
             db_read_endpoints=_endpoints(raw.get("db_read_endpoints")),
             db_pooler=None if raw.get("db_pooler") is None else _endpoint(raw["db_pooler"], "db_pooler"),
         )
@@ -184,14 +217,16 @@ class StackOutputs:
             "bastion": bastion,
             "db_ca": self.db_ca,
             "migrations": list(self.migrations),
+            **({} if self.db_instance is None else {"db_instance": _db_instance_json(self.db_instance)}),
             "db_read_endpoints": [e.to_json() for e in self.db_read_endpoints],
             "db_pooler": None if self.db_pooler is None else self.db_pooler.to_json(),
         }
 
 
 OUTPUT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(StackOutputs))
-#: Outputs a stack may lack (older program versions): their defaults apply.
-OPTIONAL_OUTPUTS: frozenset[str] = frozenset({"db_read_endpoints", "db_pooler"})
+#: Outputs a stack deployed by an earlier version of the program may lack (the command that needs one
+#: says so; the scale-out outputs default to no replicas and no pooler).
+OPTIONAL_OUTPUTS: frozenset[str] = frozenset({"db_instance", "db_read_endpoints", "db_pooler"})
 
 
 def _endpoints(value: object) -> tuple[Endpoint, ...]:
@@ -279,3 +314,34 @@ def _opt(value: Mapping[str, object], key: str) -> str | None:
     if not isinstance(item, str) or not item:
         raise ContractError(f"stack output 'bastion.{key}' must be a non-empty string, got {item!r}")
     return item
+
+
+def _db_instance(value: object, cloud: Cloud) -> DbInstance:
+    if not isinstance(value, Mapping):
+        raise ContractError(f"stack output 'db_instance' must be an object, got {type(value).__name__}")
+
+    def text(key: str) -> str:
+        item = value.get(key)
+        if not isinstance(item, str) or not item:
+            raise ContractError(f"stack output 'db_instance.{key}' must be a non-empty string, got {item!r}")
+        return item
+
+    if cloud is Cloud.GCP:
+        return CloudSqlInstance(name=text("name"), project=text("project"), region=text("region"))
+    groups = value.get("security_group_ids")
+    if not isinstance(groups, list | tuple) or not groups or not all(isinstance(g, str) and g for g in groups):
+        raise ContractError("stack output 'db_instance.security_group_ids' must be a non-empty list of ids")
+    return RdsInstance(
+        identifier=text("identifier"),
+        region=text("region"),
+        subnet_group=text("subnet_group"),
+        security_group_ids=tuple(str(g) for g in groups),
+        parameter_group=text("parameter_group"),
+    )
+
+
+def _db_instance_json(instance: DbInstance) -> dict[str, object]:
+    doc: dict[str, object] = dict(asdict(instance))
+    if isinstance(instance, RdsInstance):
+        doc["security_group_ids"] = list(instance.security_group_ids)
+    return doc

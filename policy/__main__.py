@@ -17,12 +17,15 @@ from pulumi_policy import (
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
-from rules import RULES, Rule
+from rules import RULES, STACK_RULES, Rule, StackRule
 
 PACK_NAME = "private-postgres-security"
 
 Validate = Callable[[ResourceValidationArgs, ReportViolation], None]
+ValidateStack = Callable[[StackValidationArgs, ReportViolation], None]
 
 
 def _validate(rule: Rule) -> Validate:
@@ -35,9 +38,18 @@ def _validate(rule: Rule) -> Validate:
     return validate
 
 
+def _validate_stack(rule: StackRule) -> ValidateStack:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        resources = [(r.resource_type, r.props) for r in args.resources]
+        for message in rule.check(resources):
+            report_violation(message, None)
+
+    return validate
+
+
 def policies() -> list[Policy]:
-    """One mandatory resource policy per rule."""
-    return [
+    """One mandatory resource policy per rule, then one mandatory stack policy per stack rule."""
+    resource_policies: list[Policy] = [
         ResourceValidationPolicy(
             name=rule.name,
             description=rule.description,
@@ -47,6 +59,16 @@ def policies() -> list[Policy]:
         )
         for rule in RULES
     ]
+    stack_policies: list[Policy] = [
+        StackValidationPolicy(
+            name=rule.name,
+            description=rule.description,
+            validate=_validate_stack(rule),
+            enforcement_level=EnforcementLevel.MANDATORY,
+        )
+        for rule in STACK_RULES
+    ]
+    return resource_policies + stack_policies
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ exceptions, and read a value only once they know the resource is one they judge.
 
 Every message starts with the control it enforces, then says what was found (``!r``) and the
 Pulumi argument (snake_case, as the program writes it) that fixes it.
+
+One module of ~800 lines, on purpose: the CLI loads the pack with its directory on ``sys.path``
+(``rules`` is a top-level module there) while the tests import ``policy.rules``; a second module
+would need an import that works under both names, or ``sys.path`` surgery in the pack.
 """
 
 from __future__ import annotations
@@ -29,9 +33,13 @@ from typing import Any
 
 __all__ = [
     "IAP_RANGE",
+    "MAX_SSH_ADDRESSES",
+    "MIN_SSH_PREFIX",
     "RULES",
+    "STACK_RULES",
     "Check",
     "Rule",
+    "StackRule",
     "cloudsql_backups_pitr",
     "cloudsql_pgaudit",
     "cloudsql_private_only",
@@ -51,10 +59,16 @@ __all__ = [
     "rds_production_protection",
     "rds_proxy_tls",
     "secrets_kms",
+    "ssh_address_space",
+    "ssh_sources_narrow",
+    "stack_violations",
+    "subnet_flow_logs",
     "violations",
 ]
 
 Check = Callable[[str, Mapping[str, Any]], list[str]]
+#: A stack check sees every resource at once: ``(type, props)`` pairs.
+StackCheck = Callable[[Sequence[tuple[str, Mapping[str, Any]]]], list[str]]
 
 RDS_INSTANCE = "aws:rds/instance:Instance"
 RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
@@ -68,6 +82,7 @@ SECRETS_MANAGER_TYPE = "aws:secretsmanager/secret:Secret"
 SQL_INSTANCE = "gcp:sql/databaseInstance:DatabaseInstance"
 COMPUTE_INSTANCE = "gcp:compute/instance:Instance"
 FIREWALL = "gcp:compute/firewall:Firewall"
+SUBNETWORK = "gcp:compute/subnetwork:Subnetwork"
 
 IAP_RANGE = "35.235.240.0/20"  # where IAP TCP forwarding connects from (Google-published)
 MIN_BACKUP_DAYS = 7  # FSBP RDS.11 asks for backups; 7 days is the floor here (the project default is 30)
@@ -75,6 +90,11 @@ ENGINE_MAJOR = "16"
 RESERVED_ADMIN_USERS = frozenset({"postgres", "admin"})  # the defaults FSBP RDS.25 looks for
 SSL_MODES = frozenset({"ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"})
 SSH_PORT = 22
+# The same limit as the program's config (infra/config/checks.py; a unit test keeps them equal): a
+# source reaching port 22 is a /24 or narrower, and all sources together open at most 256 addresses.
+MIN_SSH_PREFIX = 24
+MAX_SSH_ADDRESSES = 2 ** (32 - MIN_SSH_PREFIX)
+PGAUDIT_NOTHING = frozenset({"", "none"})
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -126,6 +146,55 @@ def _covers_port(from_port: Any, to_port: Any, protocol: Any, port: int) -> bool
     if low == -1 and high == -1:
         return True
     return low <= port <= high
+
+
+def _network(cidr: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    if not isinstance(cidr, str):
+        return None
+    try:
+        return ipaddress.ip_network(cidr.strip(), strict=False)
+    except ValueError:
+        return None
+
+
+def _ssh_sources(resource_type: str, props: Mapping[str, Any]) -> tuple[str, list[str]] | None:
+    """(what the sources open, its CIDRs outside IAP's range) for a resource that lets tcp/22 in, else None.
+
+    The first item groups sources that add up: the security group of an AWS rule, all GCP firewalls.
+    IAP's own range is not counted: only Google's forwarders connect from it.
+    """
+    if resource_type == SG_INGRESS_RULE:
+        if not _covers_port(props.get("fromPort"), props.get("toPort"), props.get("ipProtocol"), SSH_PORT):
+            return None
+        sources = [c for c in (props.get("cidrIpv4"), props.get("cidrIpv6")) if isinstance(c, str)]
+        return f"security group {props.get('securityGroupId')}", sources
+    if resource_type == SG_RULE and props.get("type") == "ingress":
+        if not _covers_port(props.get("fromPort"), props.get("toPort"), props.get("protocol"), SSH_PORT):
+            return None
+        sources = [str(c) for c in (*_items(props.get("cidrBlocks")), *_items(props.get("ipv6CidrBlocks")))]
+        return f"security group {props.get('securityGroupId')}", sources
+    if resource_type == FIREWALL and str(props.get("direction") or "INGRESS").upper() == "INGRESS":
+        allows = [a for a in _items(props.get("allows")) if isinstance(a, Mapping)]
+        if not any(_gcp_allows_port(a, SSH_PORT) for a in allows):
+            return None
+        iap = ipaddress.ip_network(IAP_RANGE)
+        sources = [str(s) for s in _items(props.get("sourceRanges"))]
+        outside = [s for s in sources if (net := _network(s)) is None or not _within(net, iap)]
+        # one key for every firewall: a stack has one network, and reading `network` (an id known
+        # only after apply) would turn the whole stack policy into an advisory note in preview
+        return "the stack's firewall rules", outside
+    return None
+
+
+def _breadth(sources: Sequence[str]) -> tuple[list[str], int]:
+    """The sources broader than /24 (IPv4) or /120 (IPv6), and how many addresses they all open."""
+    nets = [n for n in (_network(s) for s in sources) if n is not None]
+    broad = [str(n) for n in nets if n.num_addresses > MAX_SSH_ADDRESSES]
+    v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in nets if isinstance(n, ipaddress.IPv6Network)]
+    total = sum(n.num_addresses for n in ipaddress.collapse_addresses(v4))
+    total += sum(n.num_addresses for n in ipaddress.collapse_addresses(v6))
+    return broad, total
 
 
 # -- AWS: RDS ----------------------------------------------------------------------------------
@@ -412,18 +481,81 @@ def cloudsql_backups_pitr(resource_type: str, props: Mapping[str, Any]) -> list[
 
 
 def cloudsql_pgaudit(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """CIS GCP 6.2.8: PostgreSQL instances load pgAudit (database flag cloudsql.enable_pgaudit=on)."""
+    """CIS GCP 6.2.8: PostgreSQL instances load pgAudit (cloudsql.enable_pgaudit=on) and say what it
+    records (pgaudit.log); without pgaudit.log the extension loads and audits nothing."""
     if resource_type != SQL_INSTANCE:
         return []
     version = props.get("databaseVersion")
     if not isinstance(version, str) or not version.startswith("POSTGRES"):
         return []
-    flags = _items(_get(props, "settings.databaseFlags"))
-    values = [f.get("value") for f in flags if isinstance(f, Mapping) and f.get("name") == "cloudsql.enable_pgaudit"]
-    if not values or str(values[-1]).lower() != "on":
-        shown = values[-1] if values else None
-        return [f"CIS GCP 6.2.8: database flag cloudsql.enable_pgaudit is {shown!r}; set it to 'on'"]
+    flags = {
+        f.get("name"): f.get("value") for f in _items(_get(props, "settings.databaseFlags")) if isinstance(f, Mapping)
+    }
+    found: list[str] = []
+    enabled = flags.get("cloudsql.enable_pgaudit")
+    if str(enabled).lower() != "on":
+        found.append(f"CIS GCP 6.2.8: database flag cloudsql.enable_pgaudit is {enabled!r}; set it to 'on'")
+    audited = flags.get("pgaudit.log")
+    if str(audited or "").strip().lower() in PGAUDIT_NOTHING:
+        found.append(
+            f"CIS GCP 6.2.8: database flag pgaudit.log is {audited!r}; pgAudit records nothing without it "
+            "(e.g. 'ddl,role')"
+        )
+    return found
+
+
+def subnet_flow_logs(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """CIS GCP 3.8: every subnet logs its flows, all of them (flow sampling 1.0)."""
+    if resource_type != SUBNETWORK:
+        return []
+    config = props.get("logConfig")
+    if not isinstance(config, Mapping):
+        return ["CIS GCP 3.8: the subnet has no logConfig; turn VPC flow logs on (log_config=...)"]
+    sampling = config.get("flowSampling")
+    if not isinstance(sampling, int | float) or isinstance(sampling, bool) or float(sampling) != 1.0:
+        return [f"CIS GCP 3.8: logConfig.flowSampling is {sampling!r}; log every flow (flow_sampling=1.0)"]
     return []
+
+
+def ssh_sources_narrow(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """FSBP EC2.13 / CIS GCP 3.6, measured: a rule that lets tcp/22 in names sources of /24 or
+    narrower, 256 addresses at most together (["0.0.0.0/1", "128.0.0.0/1"] is the internet too)."""
+    found = _ssh_sources(resource_type, props)
+    if found is None:
+        return []
+    # 0.0.0.0/0 and ::/0 are reported by no-ssh-from-anywhere / firewall-ssh-only-from-iap already
+    sources = [c for c in found[1] if not _is_anywhere(c)]
+    broad, total = _breadth(sources)
+    if broad:
+        return [
+            f"FSBP EC2.13 / CIS GCP 3.6: SSH (tcp/22) from {broad[0]!r}; each source must be a /{MIN_SSH_PREFIX} "
+            "or narrower (config sshAllowedCidrs)"
+        ]
+    if total > MAX_SSH_ADDRESSES:
+        return [
+            f"FSBP EC2.13 / CIS GCP 3.6: SSH (tcp/22) from {total} addresses; at most {MAX_SSH_ADDRESSES} "
+            "in all (config sshAllowedCidrs)"
+        ]
+    return []
+
+
+def ssh_address_space(resources: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """FSBP EC2.13 / CIS GCP 3.6 across resources: the SSH sources of all rules on one security group
+    (AWS declares one rule resource per CIDR) or in all GCP firewalls add up to at most 256 addresses."""
+    by_target: dict[str, list[str]] = {}
+    for resource_type, props in resources:
+        found = _ssh_sources(resource_type, props)
+        if found is not None:
+            by_target.setdefault(found[0], []).extend(found[1])
+    messages: list[str] = []
+    for target, sources in sorted(by_target.items()):
+        _, total = _breadth(sources)
+        if total > MAX_SSH_ADDRESSES:
+            messages.append(
+                f"FSBP EC2.13 / CIS GCP 3.6: SSH (tcp/22) into {target} from {total} addresses in all "
+                f"({', '.join(sorted(set(sources)))}); at most {MAX_SSH_ADDRESSES} (config sshAllowedCidrs)"
+            )
+    return messages
 
 
 def _is_gcp_ssh_bastion(props: Mapping[str, Any]) -> bool:
@@ -630,8 +762,19 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "cloudsql-pgaudit",
-        "CIS GCP 6.2.8: Cloud SQL for PostgreSQL sets the database flag cloudsql.enable_pgaudit=on.",
+        "CIS GCP 6.2.8: Cloud SQL for PostgreSQL sets the database flags cloudsql.enable_pgaudit=on and pgaudit.log.",
         cloudsql_pgaudit,
+    ),
+    Rule(
+        "subnet-flow-logs",
+        "CIS GCP 3.8: every subnet has VPC flow logs with flow sampling 1.0.",
+        subnet_flow_logs,
+    ),
+    Rule(
+        "ssh-sources-narrow",
+        f"FSBP EC2.13 / CIS GCP 3.6: a rule that lets tcp/22 in names sources of /{MIN_SSH_PREFIX} or narrower, "
+        f"{MAX_SSH_ADDRESSES} addresses at most.",
+        ssh_sources_narrow,
     ),
     Rule(
         "compute-no-external-ip",
@@ -660,6 +803,32 @@ RULES: tuple[Rule, ...] = (
         configure=_firewall_from_config,
     ),
 )
+
+
+@dataclass(frozen=True)
+class StackRule:
+    """One stack policy: it judges every resource of the stack at once."""
+
+    name: str
+    description: str
+    check: StackCheck
+
+
+STACK_RULES: tuple[StackRule, ...] = (
+    StackRule(
+        "ssh-address-space",
+        "FSBP EC2.13 / CIS GCP 3.6: all SSH sources into one security group (AWS) or through the stack's "
+        f"firewall rules (GCP) add up to at most {MAX_SSH_ADDRESSES} addresses.",
+        ssh_address_space,
+    ),
+)
+
+
+def stack_violations(resources: Sequence[tuple[str, Mapping[str, Any]]]) -> Iterator[tuple[str, str]]:
+    """Every (policy name, message) the pack's stack policies report."""
+    for rule in STACK_RULES:
+        for message in rule.check(resources):
+            yield rule.name, message
 
 
 def violations(

@@ -18,7 +18,11 @@ pytest_plugins = [
     "tests.fixtures.netns",
     "tests.fixtures.proxy",
     "tests.fixtures.migrations",
+    "tests.fixtures.scratch",
+    "tests.fixtures.corpora",
     "tests.fixtures.demo",
+    "tests.fixtures.drift",
+    "tests.fixtures.corpus",
     "tests.fixtures.scale",
 ]
 

@@ -35,6 +35,7 @@ from psycopg import sql
 
 from infra.enums import Environment
 from infra.errors import InfraError, ToolMissing
+from infra.local.backup import archive_now, archive_settings, ensure_base_backup
 from infra.local.jumphost import JumpHost, find_sshd, stop_jump_host
 from infra.local.pg import LocalPostgres, pg_bin
 from infra.local.pooler import LocalPooler
@@ -106,7 +107,14 @@ class LocalDemo:
         return PrivateNetwork.here()
 
     def postgres(self, port: int | None = None) -> LocalPostgres:
-        return LocalPostgres(self.root / "pg", port=port, server_names=(TLS_NAME,), private_network=self.network())
+        # WAL archived under the demo's root: what `restore-drill --local` restores from (infra/local/backup.py)
+        return LocalPostgres(
+            self.root / "pg",
+            port=port,
+            server_names=(TLS_NAME,),
+            settings=archive_settings(self.root),
+            private_network=self.network(),
+        )
 
     def jump_host(self, pg_port: int, port: int | None = None, *, also: tuple[int, ...] = ()) -> JumpHost:
         """sshd inside the database's network, behind a door on this machine's loopback; it may
@@ -247,6 +255,7 @@ class LocalDemo:
         if not pg.running():
             pg.start()
         self._provision(pg, creds)
+        ensure_base_backup(pg, self.root)  # before the migrations: the drill restores to any time after
         standbys = self._start_replicas(pg, replicas, previous)
         bouncer = self._start_pooler(pg, previous) if pooler else None
         if previous is not None and previous.sshd_pid is not None:
@@ -273,6 +282,7 @@ class LocalDemo:
             scale=self._scale_plan(jump, standbys, bouncer),
             **run,
         )
+        archive_now(pg)  # the migrated state restorable at once, not after archive_timeout
         return report
 
     def _start_replicas(self, pg: LocalPostgres, count: int, previous: DemoState | None) -> list[LocalReplica]:

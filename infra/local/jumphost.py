@@ -85,6 +85,7 @@ def _keygen(path: Path, comment: str) -> None:
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
         check=True,
         capture_output=True,
+        env=child_environment(),
     )
 
 
@@ -170,12 +171,13 @@ class JumpHost:
         """Generate keys, authorized_keys, known_hosts and sshd_config (idempotent)."""
         root = self.files.root
         root.mkdir(parents=True, exist_ok=True)
-        # as root, sshd reads authorized_keys as the jump account: it may traverse (not list) this
-        # directory; the private keys stay 0600
-        root.chmod(0o711 if os.geteuid() == 0 else 0o700)
         if os.geteuid() == 0:
-            open_for_traversal(root, recursive=False)
+            # sshd reads authorized_keys as the jump account: it may traverse (not list) this
+            # directory and its parents; the private keys stay 0600
+            open_for_traversal(root.parent, recursive=False)
             root.chmod(0o711)
+        else:
+            root.chmod(0o700)
         _keygen(self.files.host_key, "local-jump-host")
         _keygen(self.files.client_key, "local-jump-client")
         client_pub = Path(f"{self.files.client_key}.pub").read_text()
@@ -194,6 +196,13 @@ class JumpHost:
             f"PidFile {self.files.pid_file}",
             f"AuthorizedKeysFile {self.files.authorized_keys}",
             "UsePAM no",  # keys only; PAM would also need root to work at all
+            "PubkeyAuthentication yes",
+            "PermitRootLogin no",  # as root the jump host admits the unprivileged ppjump only
+            "ClientAliveInterval 15",  # a dead client's forward is closed within ~45 s
+            "ClientAliveCountMax 3",
+            "UseDNS no",
+            "PrintMotd no",
+            "LogLevel VERBOSE",  # each login's key fingerprint and each refused forward
             # the files live in a directory we created; StrictModes walks up to / and would
             # reject a world-writable /tmp (sticky 1777) that holds the test directories
             "StrictModes no",

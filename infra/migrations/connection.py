@@ -24,6 +24,7 @@ import psycopg
 from psycopg import conninfo
 
 from infra.errors import MigrationError, SafetyError
+from infra.migrations.statements import PINNED
 
 __all__ = ["ConnectionSpec", "connect", "spec_from_dsn"]
 
@@ -132,9 +133,17 @@ def spec_from_dsn(dsn: str, **overrides: Any) -> ConnectionSpec:
 def connect(spec: ConnectionSpec, run_id: str) -> psycopg.Connection[tuple[Any, ...]]:
     """An autocommit connection (the runner writes BEGIN/COMMIT itself, inside its one message).
 
+    The settings that decide how the server reads SQL (:data:`~infra.migrations.statements.PINNED`:
+    standard_conforming_strings, client_encoding, backslash_quote) are pinned in the startup packet,
+    so neither a database default (``ALTER DATABASE ... SET standard_conforming_strings = off``) nor
+    ``PGOPTIONS``/``PGCLIENTENCODING`` can make the server read a file differently from the parser
+    that split it, and ``RESET ALL`` returns to them. No extra round trip.
+
     Raises :class:`MigrationError` naming where it tried to connect.
     """
     kwargs: dict[str, Any] = dict(spec.params(run_id))
+    kwargs["options"] = " ".join(f"-c {name}={value}" for name, value in PINNED.items() if name != "client_encoding")
+    kwargs["client_encoding"] = PINNED["client_encoding"]
     if spec.password is not None:
         kwargs["password"] = spec.password()
     try:

@@ -1,76 +1,67 @@
-"""Migration files on disk: discovery, normalisation, checksums and parsing.
+"""Migration files on disk: names and versions, checksums, and dbmate's file format.
 
-A checksum is the sha256 of the file normalised so that editors and checkouts cannot change it:
-a UTF-8 BOM is dropped and CRLF / CR line endings become LF.
+A migration is ``<version>_<slug>.sql`` (or ``<version>.sql``): the version is any number of ASCII
+digits, compared as a number (``9_a.sql`` runs before ``10_b.sql``, 20-digit timestamps are fine);
+the slug is letters, digits, ``_`` and ``-``. Every other entry of the directory, except hidden
+ones, is refused with the rename that fixes it (``0008_x.SQL``, ``٠٠٠٨_x.sql``, ``notes.txt``).
 
-A migration file is ``NNNN_slug.sql``::
+The format is dbmate's (github.com/amacneil/dbmate, ``pkg/dbmate/migration.go``)::
 
-    -- migrate:up
-    -- migrate:lock-timeout 10s
-    CREATE TABLE ...;
+    -- migrate:up transaction:false
+    CREATE INDEX CONCURRENTLY users_email ON users (email);
     -- migrate:down
-    DROP TABLE ...;
+    DROP INDEX CONCURRENTLY users_email;
 
-Directives are ``-- migrate:<name> [argument]`` lines anywhere in the file (outside strings and
-dollar-quoted bodies) and apply to the whole file: ``up``, ``down``, ``no-transaction``,
-``lock-timeout <dur>``, ``statement-timeout <dur>``, ``allow <squawk-rule> [...]``.
-Every parse error names the file and the line.
+Directive lines start at column 0 (``-- migrate:`` indented is a comment, as in dbmate). Before
+``-- migrate:up`` only blank and ``--`` lines may stand. ``transaction:false`` on the up or the down
+line runs that section statement by statement outside a transaction. An empty or comment-only
+section is a no-op (recorded, and reported as one). ``-- migrate:irreversible`` marks a migration
+that cannot be rolled back (so does a missing down section); ``rollback`` refuses it by name.
+
+This engine's own directives (comments to dbmate): ``no-transaction`` (both sections run outside a
+transaction), ``lock-timeout <dur>``, ``statement-timeout <dur>``, ``allow <squawk-rule>...``.
+
+A checksum is the sha256 of the file normalised so that editors and checkouts cannot change it: a
+UTF-8 BOM is dropped and CRLF / CR line endings become LF. A file with a NUL byte or invalid UTF-8
+is refused with its line (libpq would end the query at the NUL and run the rest unseen).
+
+:func:`load` never stops at a bad file: it returns the good ones and the :class:`BrokenFile` s, so
+``status``/``plan``/``validate`` still show the rest and ``migrate`` stops at the broken one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
-from collections.abc import Callable, Iterator, Sequence
+import unicodedata
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.errors import MigrationParseError
+from infra.migrations.statements import SqlError, Statement, split
 
 __all__ = [
     "FILENAME_RE",
+    "BrokenFile",
     "Directives",
     "Migration",
+    "Section",
+    "Source",
     "Statement",
     "checksum",
-    "discover",
     "load",
     "manifest",
     "normalize",
     "parse",
-    "split_statements",
 ]
 
-FILENAME_RE = re.compile(r"^(?P<version>\d{4,})_(?P<slug>[a-z0-9][a-z0-9_]*)\.sql$")
-
-# PostgreSQL duration literals accepted by lock_timeout / statement_timeout.
-_DURATION_RE = re.compile(r"^\d+(us|ms|s|min|h|d)$")
-_DIRECTIVE_RE = re.compile(r"^--\s*migrate:(?P<name>[A-Za-z-]*)\s*(?P<arg>.*?)\s*$")
-_RULE_RE = re.compile(r"^[a-z][a-z0-9-]*$")
-
-# Statements PostgreSQL refuses inside a transaction block: a file holding one must say
-# `-- migrate:no-transaction`, which we check before anything runs rather than letting the
-# server fail half-way through a run.
-_NEEDS_AUTOCOMMIT = re.compile(
-    r"^(create\s+(unique\s+)?index\s+concurrently"
-    r"|drop\s+index\s+concurrently"
-    r"|reindex\b.*\bconcurrently"
-    r"|alter\s+table\b.*\bdetach\s+partition\b.*\bconcurrently"
-    r"|vacuum\b|create\s+database\b|drop\s+database\b|alter\s+system\b"
-    r"|create\s+tablespace\b|drop\s+tablespace\b)",
-    re.IGNORECASE | re.DOTALL,
-)
-# Transaction control: the runner owns transactions (one per migration, or autocommit
-# statement by statement), so a file that opens or ends one would break both guarantees.
-_TX_CONTROL = re.compile(
-    r"^(begin|start\s+transaction|commit|end|abort|rollback(?!\s+to\b)|prepare\s+transaction)\b",
-    re.IGNORECASE,
-)
-
-
-_RELEASES_LOCK = re.compile(r"^discard\b|\bpg_advisory_unlock_all\s*\(", re.IGNORECASE)
-_COPY_STDIN = re.compile(r"^copy\b.*\bfrom\s+stdin\b", re.IGNORECASE | re.DOTALL)
+FILENAME_RE = re.compile(r"(?P<version>[0-9]+)(?:_(?P<slug>[A-Za-z0-9][A-Za-z0-9_-]*))?\.sql", re.ASCII)
+_DIRECTIVE_RE = re.compile(r"^--[ \t]*migrate:(?P<name>\S*)(?P<rest>[^\n]*)$", re.MULTILINE)
+# PostgreSQL durations for lock_timeout / statement_timeout; zero (no timeout) is not allowed.
+_DURATION_RE = re.compile(r"0*[1-9][0-9]*(ms|s|min|h|d)")
+_RULE_RE = re.compile(r"[a-z][a-z0-9-]*")
+_KNOWN = "up, down, irreversible, no-transaction, lock-timeout, statement-timeout, allow"
 
 
 def normalize(raw: bytes) -> bytes:
@@ -85,32 +76,19 @@ def checksum(path: Path) -> str:
     return hashlib.sha256(normalize(path.read_bytes())).hexdigest()
 
 
-def discover(directory: Path) -> list[Path]:
-    """The ``*.sql`` files of ``directory``, sorted by name (files that do not match are not migrations)."""
-    return sorted(p for p in directory.glob("*.sql") if p.is_file())
-
-
 def manifest(directory: Path) -> tuple[str, ...]:
     """Sorted ``"<file>:<sha256>"`` entries: the ``migrations`` stack output and the post-deploy triggers."""
-    return tuple(f"{p.name}:{checksum(p)}" for p in discover(directory))
-
-
-@dataclass(frozen=True)
-class Statement:
-    """One SQL statement of a section: its text (no trailing ``;``), first line in the file, hash."""
-
-    text: str
-    line: int
-
-    @property
-    def sha256(self) -> str:
-        """Hash of the statement with surrounding whitespace removed (what resume verifies)."""
-        return hashlib.sha256(self.text.strip().encode()).hexdigest()
+    files = sorted(p for p in directory.glob("*.sql") if p.is_file())
+    return tuple(f"{p.name}:{checksum(p)}" for p in files)
 
 
 @dataclass(frozen=True)
 class Directives:
-    """The ``-- migrate:`` settings of one file."""
+    """The engine's ``-- migrate:`` settings of one file.
+
+    ``no_transaction`` is true when the up section runs outside a transaction (``-- migrate:no-transaction``
+    or ``-- migrate:up transaction:false``); the down section's mode is on :class:`Section`.
+    """
 
     no_transaction: bool = False
     lock_timeout: str | None = None
@@ -119,19 +97,31 @@ class Directives:
 
 
 @dataclass(frozen=True)
+class Section:
+    """The statements of an up or down section, the line of its directive and how it runs."""
+
+    statements: tuple[Statement, ...]
+    line: int
+    transaction: bool = True
+
+    @property
+    def empty(self) -> bool:
+        """Only comments or nothing: a no-op."""
+        return not self.statements
+
+
+@dataclass(frozen=True)
 class Migration:
-    """A parsed migration file. ``up`` and ``down`` are the statements of each section."""
+    """A parsed migration file."""
 
     version: int
-    name: str
+    name: str  # the slug ('' for <version>.sql)
     path: Path
     checksum: str
-    up_sql: str
-    down_sql: str | None
     directives: Directives
-    up: tuple[Statement, ...]
-    down: tuple[Statement, ...]
-    down_line: int | None = None  # line of '-- migrate:down' (lint blanks from there on)
+    up_section: Section
+    down_section: Section | None = None
+    irreversible_line: int | None = None  # line of '-- migrate:irreversible'
 
     @property
     def filename(self) -> str:
@@ -143,346 +133,281 @@ class Migration:
         return self.path.stem
 
     @property
-    def statements(self) -> tuple[Statement, ...]:
-        """The up statements, run one by one for a ``no-transaction`` file."""
-        return self.up
+    def up(self) -> tuple[Statement, ...]:
+        return self.up_section.statements
+
+    @property
+    def down(self) -> tuple[Statement, ...]:
+        return self.down_section.statements if self.down_section else ()
+
+    @property
+    def down_line(self) -> int | None:
+        """Line of '-- migrate:down' (lint blanks the file from there on)."""
+        return self.down_section.line if self.down_section else None
 
     @property
     def reversible(self) -> bool:
-        return bool(self.down)
+        return self.down_section is not None and self.irreversible_line is None
+
+    def irreversible_reason(self) -> str:
+        if self.irreversible_line is not None:
+            return f"{self.filename} is marked '-- migrate:irreversible' (line {self.irreversible_line})"
+        return f"{self.filename} has no '-- migrate:down' section"
 
 
-# -- lexing ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BrokenFile:
+    """A file that is not a valid migration: what ``migrate`` stops at, and status reports."""
 
-_IDENT_CHAR = re.compile(r"[A-Za-z0-9_$]")
-_DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\uffff][A-Za-z_0-9\x80-\uffff]*)?\$")
-_WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9$]*")
+    filename: str
+    version: int | None  # None when the name itself is wrong (its place in the order is unknown)
+    checksum: str | None
+    error: MigrationParseError
 
-
-def _scan(text: str) -> Iterator[tuple[int, str]]:
-    """Yield ``(offset, kind)`` for the structure of ``text``.
-
-    Kinds: ``";"`` a top-level semicolon, ``"nl"`` a newline outside any literal or block
-    comment (where a directive line may start), ``"word:<lower>"`` a bare keyword. Literals
-    (quotes, E-strings, quoted identifiers, dollar quotes) and comments are skipped whole, so a
-    ``;`` or ``-- migrate:down`` inside a function body is never mistaken for structure.
-    Raises ``ValueError(offset)`` on an unterminated literal or comment.
-    """
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            yield i, "nl"
-            i += 1
-        elif c == "-" and text.startswith("--", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif c == "/" and text.startswith("/*", i):
-            depth, j = 1, i + 2
-            while depth and j < n:
-                if text.startswith("/*", j):
-                    depth, j = depth + 1, j + 2
-                elif text.startswith("*/", j):
-                    depth, j = depth - 1, j + 2
-                else:
-                    j += 1
-            if depth:
-                raise ValueError(i)
-            i = j
-        elif c == "'":
-            escapes = i > 0 and text[i - 1] in "eE" and (i < 2 or not _IDENT_CHAR.match(text[i - 2]))
-            j = i + 1
-            while True:
-                if j >= n:
-                    raise ValueError(i)
-                if escapes and text[j] == "\\":
-                    j += 2
-                    continue
-                if text[j] == "'":
-                    if j + 1 < n and text[j + 1] == "'":
-                        j += 2
-                        continue
-                    break
-                j += 1
-            i = j + 1
-        elif c == '"':
-            j = i + 1
-            while True:
-                j = text.find('"', j)
-                if j < 0:
-                    raise ValueError(i)
-                if text.startswith('""', j):
-                    j += 2
-                    continue
-                break
-            i = j + 1
-        elif c == "$" and (i == 0 or not _IDENT_CHAR.match(text[i - 1])):
-            m = _DOLLAR_TAG.match(text, i)
-            if m is None:
-                i += 1
-                continue
-            end = text.find(m.group(0), m.end())
-            if end < 0:
-                raise ValueError(i)
-            i = end + len(m.group(0))
-        elif c == ";":
-            yield i, ";"
-            i += 1
-        elif (c.isalpha() or c == "_") and (i == 0 or not _IDENT_CHAR.match(text[i - 1])):
-            m = _WORD.match(text, i)
-            assert m is not None
-            yield i, "word:" + m.group(0).lower()
-            i = m.end()
-        else:
-            i += 1
+    def describe(self) -> str:
+        return str(self.error)
 
 
-def _line_of(text: str, offset: int, first_line: int) -> int:
-    return first_line + text.count("\n", 0, offset)
+@dataclass(frozen=True)
+class Source:
+    """A migrations directory: the parsed files in version order, and the broken ones."""
+
+    directory: Path
+    migrations: tuple[Migration, ...] = ()
+    broken: tuple[BrokenFile, ...] = ()
 
 
-def _has_code(chunk: str) -> bool:
-    """True when ``chunk`` holds anything but whitespace and comments."""
-    stripped = re.sub(r"--[^\n]*", "", chunk)
-    stripped = re.sub(r"/\*.*?\*/", "", stripped, flags=re.DOTALL)
-    return bool(stripped.strip())
+# -- names ----------------------------------------------------------------------------------------
 
 
-def split_statements(text: str, first_line: int = 1) -> tuple[Statement, ...]:
-    """Split SQL into statements on top-level ``;`` (comments and literals respected).
-
-    Inside ``CREATE FUNCTION/PROCEDURE ... BEGIN ATOMIC ... END`` the semicolons belong to the
-    body, as psql treats them. Raises ``ValueError(offset)`` on an unterminated literal.
-    """
-    statements: list[Statement] = []
-    start = 0
-    words: list[str] = []
-    depth = 0
-    for offset, kind in _scan(text):
-        if kind.startswith("word:"):
-            word = kind[5:]
-            words.append(word)
-            is_routine = len(words) >= 2 and words[0] == "create" and ({"function", "procedure"} & set(words[1:5]))
-            if is_routine and word in ("begin", "case"):
-                depth += 1
-            elif is_routine and word == "end" and depth:
-                depth -= 1
-        elif kind == ";" and depth == 0:
-            chunk = text[start:offset]
-            if _has_code(chunk):
-                statements.append(_statement(chunk, text, start, first_line))
-            start, words = offset + 1, []
-    tail = text[start:]
-    if _has_code(tail):
-        statements.append(_statement(tail, text, start, first_line))
-    return tuple(statements)
+def version_of(name: str) -> int:
+    """The version of a migration file name. Raises :class:`MigrationParseError` with the fix."""
+    m = FILENAME_RE.fullmatch(name)
+    if m is not None:
+        return int(m.group("version"))
+    raise MigrationParseError(_name_problem(name), file=name, fix=_name_fix(name))
 
 
-def _statement(chunk: str, text: str, start: int, first_line: int) -> Statement:
-    # the statement starts at its first non-blank character; leading comments stay with it
-    lead = len(chunk) - len(chunk.lstrip())
-    return Statement(text=chunk.strip(), line=_line_of(text, start + lead, first_line))
+def _name_problem(name: str) -> str:
+    digits = re.match(r"\d+", name)  # any script's digits
+    if digits and not digits.group(0).isascii():
+        return "the version must be ASCII digits 0-9"
+    if not name[:1].isdigit():
+        return "not a migration file name (<digits>_<slug>.sql)"
+    if not name.endswith(".sql"):
+        return "a migration file name ends in '.sql' (lowercase)"
+    return "the slug may hold only letters, digits, '_' and '-' after '<digits>_'"
 
 
-def _first_keywords(stmt: Statement) -> str:
-    """The statement with leading comments removed, for classifying it."""
-    body = re.sub(r"^(\s*(--[^\n]*|/\*.*?\*/))*\s*", "", stmt.text, flags=re.DOTALL)
-    return body
+def _name_fix(name: str) -> str:
+    digits = re.match(r"\d+", name)
+    fixed = name
+    if digits:
+        ascii_digits = "".join(str(unicodedata.digit(c)) for c in digits.group(0))
+        fixed = ascii_digits + name[digits.end() :]
+    stem, dot, ext = fixed.rpartition(".")
+    if dot and ext.lower() == "sql":
+        fixed = f"{stem}.sql"
+    if fixed != name and FILENAME_RE.fullmatch(fixed):
+        return f"rename it to {fixed!r}"
+    return "rename it like 0001_create_users.sql, or move it out of the migrations directory"
 
 
 # -- parsing --------------------------------------------------------------------------------------
 
 
 def parse(path: Path, raw: bytes | None = None) -> Migration:
-    """Parse one migration file. Raises :class:`MigrationParseError` naming the file and line."""
+    """Parse one migration file. Raises :class:`MigrationParseError` naming the file and the line."""
     name = path.name
-    m = FILENAME_RE.match(name)
-    if m is None:
-        raise MigrationParseError(f"{name}: file name must be NNNN_slug.sql (digits, '_', lowercase slug)")
+    version = version_of(name)
     data = normalize(path.read_bytes() if raw is None else raw)
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise MigrationParseError(
+            "nul byte in the file", file=name, line=data.count(b"\n", 0, nul) + 1, fix="remove it"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise MigrationParseError(f"{name}:{line}: not valid utf-8") from exc
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise MigrationParseError("not valid utf-8", file=name, line=line, fix="save the file as UTF-8") from None
+    try:
+        return _parse_text(path, version, text, hashlib.sha256(data).hexdigest())
+    except SqlError as exc:
+        raise MigrationParseError(exc.message, file=name, line=exc.line, fix=exc.fix) from None
 
-    def fail(line: int, message: str) -> MigrationParseError:
-        return MigrationParseError(f"{name}:{line}: {message}")
 
-    # Directive lines are found only at top-level line starts (never inside a literal or body).
-    line_starts = [0] + [off + 1 for off, kind in _safe_scan(text, name) if kind == "nl"]
-    up_at: tuple[int, int] | None = None  # (line number, offset of the directive line's end)
-    down_at: tuple[int, int] | None = None
-    down_start = len(text)
-    no_tx = False
-    lock_timeout: str | None = None
-    statement_timeout: str | None = None
+@dataclass
+class _Directive:
+    line: int
+    start: int  # offset of the line
+    end: int  # offset just after the line (and its newline)
+    name: str
+    rest: str
+
+
+def _directives(text: str) -> list[_Directive]:
+    found: list[_Directive] = []
+    line, pos = 1, 0
+    for m in _DIRECTIVE_RE.finditer(text):
+        line += text.count("\n", pos, m.start())
+        pos = m.start()
+        end = m.end() + 1 if m.end() < len(text) else m.end()
+        found.append(_Directive(line, m.start(), end, m.group("name").lower(), m.group("rest").strip()))
+    return found
+
+
+def _parse_text(path: Path, version: int, text: str, digest: str) -> Migration:
+    up: _Directive | None = None
+    down: _Directive | None = None
+    options: dict[str, bool | None] = {}
+    no_tx_line: int | None = None
+    irreversible_line: int | None = None
+    timeouts: dict[str, str] = {}
     allow: set[str] = set()
     seen: dict[str, int] = {}
-    directive_spans: list[tuple[int, int]] = []
-    for start in line_starts:
-        end = text.find("\n", start)
-        end = len(text) if end < 0 else end
-        line_text = text[start:end].strip()
-        if not line_text.startswith("--"):
-            continue
-        dm = _DIRECTIVE_RE.match(line_text)
-        if dm is None:
-            continue
-        lineno = text.count("\n", 0, start) + 1
-        directive, arg = dm.group("name").lower(), dm.group("arg")
-        directive_spans.append((start, end))
-        if directive != "allow" and directive in seen:
-            raise fail(lineno, f"directive 'migrate:{directive}' repeated (first on line {seen[directive]})")
-        seen[directive] = lineno
-        if directive == "up":
-            _no_arg(arg, directive, lineno, fail)
-            up_at = (lineno, end)
-        elif directive == "down":
-            _no_arg(arg, directive, lineno, fail)
-            if up_at is None:
-                raise fail(lineno, "'-- migrate:down' comes before '-- migrate:up'")
-            down_at = (lineno, end)
-            down_start = start
-        elif directive == "no-transaction":
-            _no_arg(arg, directive, lineno, fail)
-            no_tx = True
-        elif directive in ("lock-timeout", "statement-timeout"):
-            if not _DURATION_RE.match(arg):
-                raise fail(lineno, f"'migrate:{directive}' needs a duration like 5s, 500ms or 2min, got {arg!r}")
-            if directive == "lock-timeout":
-                lock_timeout = arg
+    for d in _directives(text):
+        if d.name != "allow" and d.name in seen:
+            raise SqlError(d.line, f"directive 'migrate:{d.name}' repeated (first on line {seen[d.name]})")
+        seen[d.name] = d.line
+        if d.name in ("up", "down"):
+            if d.name == "down" and up is None:
+                raise SqlError(d.line, "'-- migrate:down' comes before '-- migrate:up'")
+            options[d.name] = _transaction_option(d)
+            up, down = (d, down) if d.name == "up" else (up, d)
+        elif d.name in ("no-transaction", "irreversible"):
+            if d.name == "no-transaction":
+                _no_argument(d)
+                no_tx_line = d.line
             else:
-                statement_timeout = arg
-        elif directive == "allow":
-            rules = arg.split()
-            if not rules or not all(_RULE_RE.match(r) for r in rules):
-                raise fail(lineno, f"'migrate:allow' needs squawk rule names, got {arg!r}")
+                irreversible_line = d.line  # the rest of the line is the reviewer's reason
+        elif d.name in ("lock-timeout", "statement-timeout"):
+            if not _DURATION_RE.fullmatch(d.rest):
+                raise SqlError(
+                    d.line, f"'migrate:{d.name}' needs a duration above zero like 5s, 500ms or 2min, got {d.rest!r}"
+                )
+            timeouts[d.name] = d.rest
+        elif d.name == "allow":
+            rules = d.rest.split()
+            if not rules or not all(_RULE_RE.fullmatch(r) for r in rules):
+                raise SqlError(d.line, f"'migrate:allow' needs squawk rule names, got {d.rest!r}")
             allow.update(rules)
         else:
-            raise fail(
-                lineno,
-                f"unknown directive 'migrate:{directive}'; known: up, down, no-transaction, "
-                "lock-timeout, statement-timeout, allow",
-            )
-    if up_at is None:
-        raise fail(1, "no '-- migrate:up' line; every migration starts with one")
-
-    # Only comments and directives may precede the up section.
-    if _has_code(_blank_spans(text[: up_at[1]], directive_spans)):
-        first = next(
-            i + 1 for i, ln in enumerate(text[: up_at[1]].split("\n")) if ln.strip() and not ln.strip().startswith("--")
+            raise SqlError(d.line, f"unknown directive 'migrate:{d.name}'; known: {_KNOWN}")
+    if up is None:
+        raise SqlError(1, "no '-- migrate:up' line; every migration has one", "add '-- migrate:up' before its SQL")
+    _check_header(text[: up.start])
+    if no_tx_line is not None and (options.get("up") is not None or options.get("down") is not None):
+        raise SqlError(no_tx_line, "'-- migrate:no-transaction' and a transaction: option both given; keep one")
+    up_tx = no_tx_line is None and options.get("up") is not False
+    down_tx = no_tx_line is None and options.get("down") is not False
+    up_section = _section(text[up.end : down.start if down else len(text)], up.line, up_tx, "up")
+    down_section = _section(text[down.end :], down.line, down_tx, "down") if down else None
+    if irreversible_line is not None and down_section is not None and not down_section.empty:
+        raise SqlError(
+            irreversible_line,
+            "marked '-- migrate:irreversible' but its down section has SQL",
+            "remove the marker or the down section",
         )
-        raise fail(first, "SQL before '-- migrate:up'; move it into the up section")
-
-    up_sql = _blank_spans_in(text, up_at[1], down_start, directive_spans)
-    down_sql = _blank_spans_in(text, down_at[1], len(text), directive_spans) if down_at else None
-    up_first = up_at[0]
-    up = _split(up_sql, up_first, name)
-    down = _split(down_sql, down_at[0], name) if down_sql is not None and down_at else ()
-    if not up:
-        raise fail(up_at[0], "the up section has no SQL")
-    for stmt in (*up, *down):
-        head = _first_keywords(stmt)
-        if _TX_CONTROL.match(head):
-            raise fail(
-                stmt.line,
-                "transaction control in a migration; the runner owns transactions "
-                "(one per file, or autocommit with '-- migrate:no-transaction'): remove it",
-            )
-        if head.startswith("\\") or _COPY_STDIN.match(head):
-            raise fail(
-                stmt.line,
-                "psql meta-commands and COPY FROM STDIN are not plain SQL; the runner sends the file "
-                "to the server as is: use INSERT or COPY from a server-side file",
-            )
-        if _RELEASES_LOCK.search(head):
-            raise fail(
-                stmt.line,
-                "DISCARD and pg_advisory_unlock_all() would release the runner's migration lock "
-                "(it lives in the same session); remove it",
-            )
-        if not no_tx and _needs_autocommit(head):
-            raise fail(
-                stmt.line,
-                "this statement cannot run inside a transaction; "
-                "add '-- migrate:no-transaction' to the file (and keep the file to such statements)",
-            )
+    m = FILENAME_RE.fullmatch(path.name)
     return Migration(
-        version=int(m.group("version")),
-        name=m.group("slug"),
+        version=version,
+        name=(m.group("slug") if m else None) or "",
         path=path,
-        checksum=hashlib.sha256(data).hexdigest(),
-        up_sql=up_sql.strip("\n"),
-        down_sql=down_sql.strip("\n") if down_sql is not None else None,
+        checksum=digest,
         directives=Directives(
-            no_transaction=no_tx,
-            lock_timeout=lock_timeout,
-            statement_timeout=statement_timeout,
+            no_transaction=not up_tx,
+            lock_timeout=timeouts.get("lock-timeout"),
+            statement_timeout=timeouts.get("statement-timeout"),
             allow=frozenset(allow),
         ),
-        up=up,
-        down=down,
-        down_line=down_at[0] if down_at else None,
+        up_section=up_section,
+        down_section=down_section,
+        irreversible_line=irreversible_line,
     )
 
 
-def _needs_autocommit(head: str) -> bool:
-    return bool(_NEEDS_AUTOCOMMIT.match(head))
+def _transaction_option(d: _Directive) -> bool | None:
+    """dbmate's ``transaction:false`` (options are ``key:value`` words on the up/down line)."""
+    value: bool | None = None
+    for word in d.rest.split():
+        key, sep, raw = word.partition(":")
+        if key != "transaction" or not sep:
+            raise SqlError(d.line, f"unknown option {word!r} on '-- migrate:{d.name}'; known: transaction:false")
+        if raw not in ("true", "false"):
+            raise SqlError(
+                d.line,
+                f"{word!r} is neither transaction:true nor transaction:false (dbmate reads it as true)",
+                "write transaction:false in lowercase",
+            )
+        value = raw == "true"
+    return value
 
 
-def _no_arg(arg: str, directive: str, lineno: int, fail: Callable[[int, str], MigrationParseError]) -> None:
-    if arg:
-        raise fail(lineno, f"'migrate:{directive}' takes no argument, got {arg!r}")
+def _no_argument(d: _Directive) -> None:
+    if d.rest:
+        raise SqlError(d.line, f"'migrate:{d.name}' takes no argument, got {d.rest!r}")
 
 
-def _safe_scan(text: str, name: str) -> list[tuple[int, str]]:
-    try:
-        return list(_scan(text))
-    except ValueError as exc:
-        offset = int(exc.args[0])
-        line = text.count("\n", 0, offset) + 1
-        raise MigrationParseError(
-            f"{name}:{line}: unterminated string, quoted identifier, dollar quote or comment"
-        ) from exc
+def _check_header(head: str) -> None:
+    """Only blank and ``--`` lines before the up section (dbmate refuses anything else)."""
+    for number, text in enumerate(head.split("\n"), start=1):
+        stripped = text.strip()
+        if stripped and not stripped.startswith("--"):
+            raise SqlError(number, "SQL before '-- migrate:up'", "move it into the up section")
 
 
-def _split(sql_text: str, directive_line: int, name: str) -> tuple[Statement, ...]:
-    # sql_text starts right after the directive line's newline, i.e. on the next line
-    try:
-        return split_statements(sql_text, directive_line)
-    except ValueError as exc:  # pragma: no cover - the whole file was scanned already
-        raise MigrationParseError(f"{name}: cannot split statements") from exc
+def _section(text: str, line: int, transaction: bool, which: str) -> Section:
+    statements = split(text, line + 1)
+    if transaction:
+        for stmt in statements:
+            if stmt.autocommit:
+                raise SqlError(
+                    stmt.line,
+                    "this statement cannot run inside a transaction",
+                    f"add transaction:false to its '-- migrate:{which}' line",
+                )
+    return Section(statements, line, transaction)
 
 
-def _blank_spans(chunk: str, spans: Sequence[tuple[int, int]]) -> str:
-    return _blank_spans_in(chunk, 0, len(chunk), spans)
+# -- a directory ----------------------------------------------------------------------------------
 
 
-def _blank_spans_in(text: str, start: int, end: int, spans: Sequence[tuple[int, int]]) -> str:
-    """``text[start:end]`` with directive lines emptied (line numbers are kept)."""
-    out = list(text[start:end])
-    for s, e in spans:
-        for k in range(max(s, start), min(e, end)):
-            out[k - start] = " "
-    return "".join(out)
-
-
-def load(directory: Path) -> tuple[Migration, ...]:
+def load(directory: Path) -> Source:
     """Parse every migration in ``directory`` (absent means none), in version order.
 
-    Raises :class:`MigrationParseError` for a bad file, a file name that is not ``NNNN_slug.sql``
-    or two files with the same version.
+    Never raises for a file: a bad one (its name, its content, a version another file also has)
+    becomes a :class:`BrokenFile`. Raises :class:`MigrationParseError` only if ``directory`` is a file.
     """
     if not directory.exists():
-        return ()
+        return Source(directory)
     if not directory.is_dir():
-        raise MigrationParseError(f"{directory}: not a directory")
-    migrations = [parse(p) for p in discover(directory)]
-    migrations.sort(key=lambda mig: mig.version)
-    for prev, cur in itertools.pairwise(migrations):
-        if prev.version == cur.version:
-            raise MigrationParseError(
-                f"{cur.filename}: version {cur.version} is also used by {prev.filename}; renumber one of them"
-            )
-    return tuple(migrations)
+        raise MigrationParseError("not a directory", file=str(directory), fix="pass the migrations directory")
+    good: list[Migration] = []
+    broken: list[BrokenFile] = []
+    for path in sorted(p for p in directory.iterdir() if not p.name.startswith(".")):
+        digest = checksum(path) if path.is_file() else None
+        try:
+            if not path.is_file():
+                raise MigrationParseError(
+                    "not a migration file", file=path.name, fix="move it out of the migrations directory"
+                )
+            good.append(parse(path))
+        except MigrationParseError as exc:
+            match = FILENAME_RE.fullmatch(path.name)
+            broken.append(BrokenFile(path.name, int(match.group("version")) if match else None, digest, exc))
+    by_version: defaultdict[int, list[str]] = defaultdict(list)
+    for version, filename in [*((m.version, m.filename) for m in good), *((b.version, b.filename) for b in broken)]:
+        if version is not None:
+            by_version[version].append(filename)
+    clashes = {v: names for v, names in by_version.items() if len(names) > 1}
+    for mig in [m for m in good if m.version in clashes]:
+        good.remove(mig)
+        others = ", ".join(n for n in clashes[mig.version] if n != mig.filename)
+        error = MigrationParseError(
+            f"version {mig.version} is also used by {others}", file=mig.filename, fix="renumber one of them"
+        )
+        broken.append(BrokenFile(mig.filename, mig.version, mig.checksum, error))
+    good.sort(key=lambda m: m.version)
+    broken.sort(key=lambda b: (b.version is not None, b.version or 0, b.filename))
+    return Source(directory, tuple(good), tuple(broken))

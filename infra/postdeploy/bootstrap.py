@@ -6,7 +6,8 @@ What it guarantees, after which migrations can run as ``migrator``:
   ``app_readonly``, ``platform_admin``); the migrations grant them their privileges;
 - ``app_owner`` may create schemas in the database (the first migration creates ``app``);
 - the login users ``migrator`` (member of ``app_owner``), ``app`` (``app_readwrite``) and
-  ``readonly`` (``app_readonly``) exist, can log in, and their password is the generated one.
+  ``readonly`` (``app_readonly``) exist, can log in, and their password is the generated one;
+- the extensions the deployment asks for exist in the database (``pgaudit`` on Cloud SQL).
 
 Passwords never reach the server in plain text: the SCRAM-SHA-256 verifier is computed here,
 by libpq (``PQencryptPasswordConn`` with an explicit algorithm, which does not ask the server),
@@ -25,7 +26,7 @@ which the integration test checks in the server's statement log.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, LiteralString
 
@@ -82,12 +83,15 @@ def bootstrap_roles(
     dbname: str,
     passwords: Mapping[str, str],
     can_login: Callable[[str, str], bool],
+    *,
+    extensions: Sequence[str] = (),
 ) -> BootstrapResult:
     """Create or fix the group roles and the login users; return what was changed.
 
     ``conn`` is the admin's connection; ``passwords`` maps each of :data:`USER_GROUPS` to its
-    generated password; ``can_login(user, password)`` tries a real login (through the tunnel).
-    Everything runs in one transaction: a failure leaves the roles as they were.
+    generated password; ``can_login(user, password)`` tries a real login (through the tunnel);
+    ``extensions`` are created when missing. Everything runs in one transaction: a failure leaves
+    the roles as they were.
     Raises BootstrapError naming the role when the admin lacks a privilege.
     """
     absent = [u for u in USER_GROUPS if u not in passwords]
@@ -99,6 +103,13 @@ def bootstrap_roles(
     conn.commit()
     try:
         with conn.transaction():
+            for extension in extensions:
+                if not _scalar(
+                    conn, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = %s)", (extension,)
+                ):
+                    statement = sql.SQL("CREATE EXTENSION {}").format(sql.Identifier(extension))
+                    _execute(conn, statement, extension, kind="extension")
+                    actions.append(f"create extension {extension}")
             for group in GROUP_ROLES:
                 if not _role_exists(conn, group):
                     _execute(conn, sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)), group)
@@ -192,12 +203,12 @@ def _scalar(conn: psycopg.Connection[Any], query: LiteralString, params: tuple[o
     return row[0] if row else None
 
 
-def _execute(conn: psycopg.Connection[Any], statement: sql.Composed, role: str) -> None:
+def _execute(conn: psycopg.Connection[Any], statement: sql.Composed, role: str, *, kind: str = "role") -> None:
     try:
         conn.execute(statement)
     except psycopg.Error as exc:
-        # the statement may hold a verifier: name the role and the server's reason only
-        raise BootstrapError(f"could not bootstrap role {role!r}: {_safe(exc)}") from None
+        # the statement may hold a verifier: name the role (or extension) and the server's reason only
+        raise BootstrapError(f"could not bootstrap {kind} {role!r}: {_safe(exc)}") from None
 
 
 def _safe(exc: psycopg.Error) -> str:

@@ -10,35 +10,33 @@ No password is ever printed: the psql hints read them from a 0600 pgpass file.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from infra.errors import ExitCode, InfraError
-from infra.migrations.cli import PrintProgress
+from infra.migrations.cli import Common, PrintProgress
 
 if TYPE_CHECKING:
     from infra.postdeploy.stack import StackContext
 
 
 __all__ = [
+    "StackArgs",
     "add_stack_arguments",
     "emit_report",
     "format_report",
     "register",
+    "route_through_stack",
     "run_stack_postdeploy",
-    "stack_aware",
     "term_as_interrupt",
 ]
-
-Handler = Callable[[argparse.Namespace], int]
-
-# The engine's verbs that talk to the database (lint only with --pending).
-_DB_VERBS = frozenset({"migrate", "status", "validate", "plan", "rollback", "baseline", "repair", "lint"})
 
 
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     from infra.migrations import cli as engine_cli
 
-    engine_cli.register(subparsers, wrap=stack_aware, extra_arguments=add_stack_arguments)
+    engine_cli.register(subparsers, route=route_through_stack, extra_arguments=add_stack_arguments)
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,71 +127,103 @@ def term_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def stack_aware(name: str, handler: Handler) -> Handler:
-    """Wrap a migration-engine handler so ``--stack`` (without --host/--dsn) goes through the bastion.
+@dataclass(frozen=True)
+class StackArgs:
+    """The options of :func:`add_stack_arguments` and of a post-deploy run, parsed once."""
+
+    stack: str
+    outputs_file: Path | None
+    ca_file: Path | None
+    local_port: int | None
+    ssh_identity: Path | None
+    ssh_known_hosts: Path | None
+    ssh_config: Path | None
+    aws_profile: str | None
+    skip_snapshot: bool = False
+    dry_run: bool = False
+    json: bool = False
+
+    @classmethod
+    def from_namespace(cls, ns: argparse.Namespace, *, run: bool) -> StackArgs:
+        """``run``: the namespace also holds ``--skip-snapshot``/``--dry-run``/``--json`` (postdeploy, migrate)."""
+        return cls(
+            stack=ns.stack,
+            outputs_file=ns.outputs_file,
+            ca_file=ns.ca_file,
+            local_port=ns.local_port,
+            ssh_identity=ns.ssh_identity,
+            ssh_known_hosts=ns.ssh_known_hosts,
+            ssh_config=ns.ssh_config,
+            aws_profile=ns.aws_profile,
+            skip_snapshot=ns.skip_snapshot if run else False,
+            dry_run=ns.dry_run if run else False,
+            json=ns.json if run else False,
+        )
+
+
+def route_through_stack(verb: str, namespace: argparse.Namespace, common: Common, run: Callable[[Common], int]) -> int:
+    """The engine's :class:`~infra.migrations.cli.Route`: ``--stack`` (without --host/--dsn) goes through
+    the bastion.
 
     ``migrate --stack`` becomes the whole post-deploy run; the other verbs get a connection as
-    ``migrator`` through a tunnel that stays open while the handler runs, and the stack's
-    environment (so the production guards apply).
+    ``migrator`` through a tunnel that stays open while they run, and the stack's environment
+    (so the production guards apply).
     """
+    if common.stack is None or common.explicit_connection:
+        return run(common)
+    if verb == "migrate":
+        if namespace.target is not None:
+            raise InfraError("migrate --stack applies every pending migration; use plan/rollback for versions")
+        return _postdeploy(StackArgs.from_namespace(namespace, run=True))
+    from infra.postdeploy.run import Route
 
-    def run(args: argparse.Namespace) -> int:
-        explicit = getattr(args, "host", None) or getattr(args, "dsn", None)
-        if not getattr(args, "stack", None) or explicit or name not in _DB_VERBS:
-            return handler(args)
-        if name == "lint" and not getattr(args, "pending", False):
-            return handler(args)
-        if name == "migrate":
-            if getattr(args, "target", None) is not None:
-                raise InfraError("migrate --stack applies every pending migration; use plan/rollback for versions")
-            return run_stack_postdeploy(args)
-        from infra.postdeploy.run import Route
-
-        term_as_interrupt()
-        ctx = _context(args)
-        with ctx.tunnel:
-            route = Route(ctx.outputs.db_host, ctx.tunnel.local_port, ctx.outputs.db_name, ctx.ca_file)
-            args.stack_spec = route.params(ctx.credentials.user("migrator"))
-            if getattr(args, "environment", None) is None:
-                args.environment = ctx.outputs.environment.value
-            return handler(args)
-
-    run.__name__ = f"{name}_stack_aware"
-    return run
+    term_as_interrupt()
+    stack_args = StackArgs.from_namespace(namespace, run=False)
+    ctx = _context(stack_args)
+    with ctx.tunnel:
+        route = Route(ctx.outputs.db_host, ctx.tunnel.local_port, ctx.outputs.db_name, ctx.ca_file)
+        routed = dataclasses.replace(
+            common,
+            connection=route.params(ctx.credentials.user("migrator")),
+            environment=common.environment or ctx.outputs.environment,
+        )
+        return run(routed)
 
 
-def _context(args: argparse.Namespace) -> StackContext:
+def _context(args: StackArgs) -> StackContext:
     from infra.postdeploy.stack import stack_context
 
     return stack_context(
         args.stack,
-        outputs_file=getattr(args, "outputs_file", None),
-        ca_file=getattr(args, "ca_file", None),
-        local_port=getattr(args, "local_port", None),
-        ssh_identity=getattr(args, "ssh_identity", None),
-        ssh_known_hosts=getattr(args, "ssh_known_hosts", None),
-        ssh_config=getattr(args, "ssh_config", None),
-        aws_profile=getattr(args, "aws_profile", None),
+        outputs_file=args.outputs_file,
+        ca_file=args.ca_file,
+        local_port=args.local_port,
+        ssh_identity=args.ssh_identity,
+        ssh_known_hosts=args.ssh_known_hosts,
+        ssh_config=args.ssh_config,
+        aws_profile=args.aws_profile,
     )
 
 
-def run_stack_postdeploy(args: argparse.Namespace) -> int:
+def run_stack_postdeploy(ns: argparse.Namespace) -> int:
+    """The ``postdeploy`` verb: the whole post-deploy run for ``--stack``."""
+    return _postdeploy(StackArgs.from_namespace(ns, run=True))
+
+
+def _postdeploy(args: StackArgs) -> int:
     """The whole post-deploy run for ``args.stack`` (also ``migrate --stack``)."""
     from infra.postdeploy.run import Deployment, PostDeployOptions, run_postdeploy
 
     term_as_interrupt()
     ctx = _context(args)
-    as_json = bool(getattr(args, "json", False))
     report = run_postdeploy(
         Deployment.of(args.stack, ctx.outputs),
         credentials=ctx.credentials,
         tunnel=ctx.tunnel,
         ca_file=ctx.ca_file,
-        options=PostDeployOptions(
-            skip_snapshot=bool(getattr(args, "skip_snapshot", False)), dry_run=bool(getattr(args, "dry_run", False))
-        ),
+        options=PostDeployOptions(skip_snapshot=args.skip_snapshot, dry_run=args.dry_run),
         snapshotter=ctx.snapshotter,
-        progress=PrintProgress(sys.stderr if as_json else sys.stdout),
+        progress=PrintProgress(sys.stderr if args.json else sys.stdout),
         scale=ctx.scale,
     )
-    return emit_report(report, as_json)
+    return emit_report(report, args.json)

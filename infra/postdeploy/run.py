@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from infra.contract import StackOutputs
-from infra.enums import Environment
+from infra.enums import Cloud, Environment
 from infra.errors import InfraError, SafetyError, TunnelError
 from infra.migrations import commands
 from infra.migrations.connection import ConnectionSpec
@@ -88,10 +88,26 @@ class Deployment:
     environment: Environment
     db_host: str  # private endpoint name (TLS name)
     db_name: str
+    #: Extensions the admin creates in the database before the migrations (bootstrap).
+    extensions: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, stack: str, outputs: StackOutputs) -> Deployment:
-        return cls(stack, outputs.cloud.value, outputs.environment, outputs.db_host, outputs.db_name)
+        return cls(
+            stack,
+            outputs.cloud.value,
+            outputs.environment,
+            outputs.db_host,
+            outputs.db_name,
+            extensions=audit_extensions(outputs.cloud),
+        )
+
+
+def audit_extensions(cloud: Cloud) -> tuple[str, ...]:
+    """Cloud SQL loads pgAudit (flag cloudsql.enable_pgaudit) but audits nothing until the extension
+    exists in the database; a cloudsqlsuperuser member (the admin) creates it (Cloud SQL docs,
+    "Use pgAudit"; CIS GCP 6.2.8). RDS is not configured for pgAudit here."""
+    return ("pgaudit",) if cloud is Cloud.GCP else ()
 
 
 @dataclass(frozen=True)
@@ -238,7 +254,9 @@ def run_postdeploy(
     with tunnel:
         route = Route(target.db_host, tunnel.local_port, target.db_name, ca_file)
         with _step("bootstrap", tunnel), route.params(credentials.admin).connect() as admin:
-            result: BootstrapResult = bootstrap_roles(admin, target.db_name, credentials.passwords(), _can_login(route))
+            result: BootstrapResult = bootstrap_roles(
+                admin, target.db_name, credentials.passwords(), _can_login(route), extensions=target.extensions
+            )
         migrator = route.params(credentials.user("migrator"))
         with _step("plan", tunnel):
             still_pending = tuple(pending(migrator))

@@ -25,9 +25,9 @@ from psycopg import sql
 
 from infra.enums import Environment
 from infra.errors import InfraError, SafetyError
-from infra.migrations import commands
+from infra.migrations import commands, ledger
 from infra.migrations.connection import ConnectionSpec, connect
-from infra.migrations.ledger import LEDGER_SCHEMA, LOCK_KEY, ledger_environment, lock_holder
+from infra.migrations.ledger import LEDGER_SCHEMA, ledger_environment, lock_holder
 from infra.migrations.runner import new_run_id, operator
 from infra.paths import MIGRATIONS_DIR, SEED_DIR
 
@@ -144,40 +144,30 @@ def reset(
             )
         forgotten = _drop_and_forget(conn, run_id, confirm)
     applied = commands.migrate(commands.MigrationContext(spec, migrations_dir, environment, stack)).applied
-    return ResetResult(database, forgotten, tuple(f"{s.version:04d}_{s.name}" for s in applied))
+    return ResetResult(database, forgotten, tuple(Path(s.filename).stem for s in applied))
 
 
 def _drop_and_forget(conn: psycopg.Connection[Any], run_id: str, confirm: str) -> tuple[int, ...]:
     """Under the engine's advisory lock: drop the schema and the ledger rows in one transaction."""
-    got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY).fetchone()
+    got = conn.execute(ledger.try_lock_sql()).fetchone()
     if not got or not got[0]:
         holder = lock_holder(conn)
         raise SafetyError(
             f"reset refused: {holder.describe()} holds the migration lock; fix: retry when it has finished"
         )
-    s = sql.Identifier(LEDGER_SCHEMA)
     try:
         with conn.transaction():
             for schema in APP_SCHEMAS:
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-            if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{LEDGER_SCHEMA}.applied",)).fetchone() != (True,):
+            if not ledger.ledger_exists(conn):
                 return ()
-            rows = conn.execute(
-                sql.SQL("DELETE FROM {}.applied RETURNING version, name, checksum").format(s)
-            ).fetchall()
-            for version, name, checksum in rows:
-                conn.execute(
-                    sql.SQL(
-                        "INSERT INTO {}.events (action, version, name, old_checksum, reason, by_user, run_id)"
-                        " VALUES ('forget', %s, %s, %s, %s, %s, %s)"
-                    ).format(s),
-                    (version, name, checksum, f"reset --confirm {confirm}", operator(), run_id),
-                )
+            actor = ledger.Actor(operator(), run_id)
+            rows = conn.execute(ledger.forget_all(actor, f"reset --confirm {confirm}")).fetchall()
             return tuple(sorted(int(r[0]) for r in rows))
     except psycopg.Error as exc:
         raise InfraError(f"reset failed: {_one_line(exc)}") from exc
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s, %s)", LOCK_KEY)
+        conn.execute(ledger.unlock_sql())
 
 
 def seed_for_postdeploy(params: ConnectionSpec) -> None:

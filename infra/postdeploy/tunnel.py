@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +41,7 @@ from typing import IO, Protocol
 from infra.contract import IapBastion, SshBastion, SsmBastion, StackOutputs
 from infra.enums import BastionMode
 from infra.errors import ToolMissing, TunnelError
+from infra.postdeploy.ssm import wait_until_online
 
 __all__ = [
     "INSTALL_HINTS",
@@ -354,7 +356,12 @@ class SshTunnel(_ProcessTunnel):
 
 
 class SsmTunnel(_ProcessTunnel):
-    """AWS Systems Manager port forwarding to a remote host through the bastion instance."""
+    """AWS Systems Manager port forwarding to a remote host through the bastion instance.
+
+    ``agent_online`` (if given) runs before the session starts and returns once the bastion is a
+    managed node that is Online (:func:`infra.postdeploy.ssm.wait_until_online`): on a first
+    deploy the agent registers minutes after the instance exists.
+    """
 
     kind = BastionMode.SSM
     tool_names = ("aws", "session-manager-plugin")
@@ -369,11 +376,19 @@ class SsmTunnel(_ProcessTunnel):
         *,
         local_port: int | None = None,
         profile: str | None = None,
+        agent_online: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(remote_host, remote_port, local_port=local_port)
         self.target = target
         self.region = region
         self.profile = profile
+        self.agent_online = agent_online
+
+    def open(self, timeout: float = _DEFAULT_READY_TIMEOUT) -> None:
+        self.check_tools()  # a missing tool is reported before any waiting
+        if self.agent_online is not None:
+            self.agent_online()
+        super().open(timeout)
 
     def argv(self) -> list[str]:
         parameters = {
@@ -465,7 +480,16 @@ def tunnel_for(
     port = remote_port or outputs.db_port
     match outputs.bastion:
         case SsmBastion(target=instance_id, region=region):
-            return SsmTunnel(instance_id, region, host, port, local_port=local_port, profile=aws_profile)
+            online = functools.partial(wait_until_online, instance_id, region, profile=aws_profile)
+            return SsmTunnel(
+                instance_id,
+                region,
+                host,
+                port,
+                local_port=local_port,
+                profile=aws_profile,
+                agent_online=online,
+            )
         case IapBastion(target=instance, zone=zone, project=project):
             return IapTunnel(instance, zone, project, host, port, local_port=local_port)
         case SshBastion(host=public_host, user=user):

@@ -14,6 +14,10 @@ The checks run as ``app`` in one transaction that is always rolled back:
    refused (only a signed tenant context counts);
 5. with no tenant set, even A's row is invisible (isolation fails closed).
 
+:func:`verify_readonly` is the read half, as the read-only login (``readonly``), for a database
+that must not be written (a restored copy in the restore drill): a tenant sees its own rows and
+no other tenant's, nothing is visible with no tenant set, and a write is refused.
+
 Each check is a :class:`Check`; the caller decides what a failure means (exit code 1).
 """
 
@@ -21,14 +25,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-__all__ = ["Check", "VerifyResult", "verify_app"]
+__all__ = ["Check", "VerifyResult", "verify_app", "verify_readonly"]
 
 _log = logging.getLogger(__name__)
 
@@ -159,6 +163,80 @@ def _unsigned(conn: psycopg.Connection[Any], other_tenant: uuid.UUID, token: str
     except psycopg.errors.InvalidAuthorizationSpecification as exc:
         return Check("rls-signed", True, f"bare app.tenant_id shows nothing; forged token refused: {_primary(exc)}")
     return Check("rls-signed", False, "a token forged for another tenant was accepted")
+
+
+#: Mints a tenant token (the owner's ``app.mint_tenant_token``); ``None`` for a database from before
+#: the signed tenant context (0008), whose policies read the bare ``app.tenant_id``.
+Mint = Callable[[uuid.UUID], "str | None"]
+
+
+def verify_readonly(
+    conn: psycopg.Connection[Any],
+    *,
+    mint: Mint,
+    tenant: uuid.UUID | None = None,
+    tenant_users: int | None = None,
+    expected_user: str = "readonly",
+) -> VerifyResult:
+    """The read checks on ``conn`` (a fresh connection as the read-only login); nothing is committed.
+
+    ``tenant`` and ``tenant_users``: a tenant that exists and how many users it has (counted by the
+    caller with row-level security out of the way), so "sees its own rows" is checked on real data.
+    With no tenant given, a tenant id that exists nowhere must see nothing. ``mint`` gives the
+    tokens the read-only login may not mint itself.
+    """
+    checks: list[Check] = [Check("tls", conn.pgconn.ssl_in_use, f"ssl in use: {conn.pgconn.ssl_in_use}")]
+    probe = tenant or uuid.uuid4()
+    expected = tenant_users if tenant is not None and tenant_users is not None else 0
+    try:
+        with conn.transaction(force_rollback=True):
+            row = conn.execute("SELECT current_user").fetchone()
+            who = row[0] if row else None
+            checks.append(Check("login", who == expected_user, f"connected as {who!r}"))
+            _use_tenant(conn, probe, mint)
+            row = conn.execute("SELECT count(*) FROM app.users").fetchone()
+            own = row[0] if row else -1
+            checks.append(
+                Check("read", own == expected, f"{own} user row(s) visible to the tenant, {expected} expected")
+            )
+            row = conn.execute("SELECT count(*) FROM app.users WHERE tenant_id <> %s", (probe,)).fetchone()
+            other = row[0] if row else -1
+            checks.append(Check("rls-read", other == 0, f"other tenants' rows visible: {other}"))
+            conn.execute("SELECT pg_catalog.set_config('app.tenant_token', '', true)")
+            conn.execute("SELECT pg_catalog.set_config('app.tenant_id', '', true)")
+            row = conn.execute("SELECT count(*) FROM app.users").fetchone()
+            unset = row[0] if row else -1
+            checks.append(Check("rls-unset", unset == 0, f"rows visible with no tenant set: {unset}"))
+            checks.append(_write_refused(conn, mint))
+    except psycopg.Error as exc:
+        checks.append(Check("session", False, f"{type(exc).__name__}: {_primary(exc)}"))
+    result = VerifyResult(tuple(checks))
+    for check in result.checks:
+        _log.info("verify (readonly) %s: %s (%s)", check.name, "ok" if check.ok else "FAILED", check.detail)
+    return result
+
+
+def _use_tenant(conn: psycopg.Connection[Any], tenant: uuid.UUID, mint: Mint) -> None:
+    token = mint(tenant)
+    if token is None:  # a copy from before 0008
+        conn.execute("SELECT pg_catalog.set_config('app.tenant_id', %s, true)", (str(tenant),))
+    else:
+        _set_tenant(conn, token)
+
+
+def _write_refused(conn: psycopg.Connection[Any], mint: Mint) -> Check:
+    """The read-only login may not write, even into its own tenant."""
+    tenant = uuid.uuid4()
+    try:
+        with conn.transaction():  # a savepoint: the refusal must not abort the outer transaction
+            _use_tenant(conn, tenant, mint)
+            conn.execute(
+                "INSERT INTO app.tenants (id, slug, name) VALUES (%s, %s, %s)",
+                (tenant, f"verify-ro-{tenant.hex[:12]}", "read-only verification"),
+            )
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction) as exc:
+        return Check("read-only", True, f"write refused: {_primary(exc)}")
+    return Check("read-only", False, "the read-only login wrote a row")
 
 
 def _cross_write(conn: psycopg.Connection[Any], other_tenant: uuid.UUID) -> Check:

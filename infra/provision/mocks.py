@@ -1,117 +1,25 @@
 """The project's own Pulumi mocks: evaluate the program with no engine, no plugins and no cloud.
 
 Used by ``python -m infra synth`` (the offline resource graph for reviewers) and by the unit
-tests. :class:`ProjectMocks` returns realistic state per resource type (ids, ARNs, endpoints and
-the attributes the provider computes); in preview mode it returns no id and no computed
-attributes, as the engine does for a resource that does not exist yet.
-:class:`RecordingMonitor` records every registration with its resource options (protect,
-ignore_changes, depends_on, ...), which ``Mocks.new_resource`` alone never sees.
+tests, through :mod:`infra.provision.recording`. :class:`ProjectMocks` returns realistic state per
+resource type (ids, ARNs, endpoints and the attributes the provider computes); in preview mode it
+returns no id and no computed attributes, as the engine does for a resource that does not exist yet.
 
 Ids are derived from the resource name, so two runs give the same output.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
-from google.protobuf import json_format
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc
-from pulumi.runtime.sync_await import _sync_await
 
-__all__ = [
-    "SECRET_KEY",
-    "UNKNOWN",
-    "ProjectMocks",
-    "RecordedResource",
-    "RecordingMonitor",
-    "Synthesis",
-    "is_secret",
-    "plain",
-    "synthesize",
-]
+__all__ = ["ACCOUNT", "ProjectMocks"]
 
-UNKNOWN = rpc.UNKNOWN
-SECRET_KEY = rpc._special_sig_key
-_SECRET_SIG = rpc._special_secret_sig
 ACCOUNT = "123456789012"
-
-
-def is_secret(value: object) -> bool:
-    """True when ``value`` is a recorded (serialized) Pulumi secret."""
-    return isinstance(value, dict) and value.get(SECRET_KEY) == _SECRET_SIG
-
-
-def plain(value: Any) -> Any:
-    """A recorded value with secret wrappers removed (for assertions on the value itself)."""
-    if is_secret(value):
-        return plain(value.get("value"))
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
-
-
-@dataclass(frozen=True)
-class RecordedResource:
-    """One registered resource: inputs as serialized (secrets wrapped, unknowns as UNKNOWN)."""
-
-    type: str
-    name: str
-    inputs: Mapping[str, Any]
-    protect: bool
-    parent: str
-    dependencies: tuple[str, ...]
-    ignore_changes: tuple[str, ...]
-    additional_secret_outputs: tuple[str, ...]
-    delete_before_replace: bool
-    retain_on_delete: bool
-    replace_on_changes: tuple[str, ...]
-    custom: bool
-    urn: str
-
-    def input(self, path: str) -> Any:
-        """A nested input by dotted path (``settings.ipConfiguration.ipv4Enabled``), secrets unwrapped."""
-        value: Any = plain(dict(self.inputs))
-        for part in path.split("."):
-            if isinstance(value, list):
-                value = value[int(part)]
-            elif isinstance(value, dict):
-                value = value.get(part)
-            else:
-                return None
-        return value
-
-
-@dataclass
-class Synthesis:
-    """What a run registered, in order, and the resolved stack outputs."""
-
-    resources: list[RecordedResource] = field(default_factory=list)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    secret_outputs: frozenset[str] = frozenset()
-
-    def of_type(self, type_: str) -> list[RecordedResource]:
-        return [r for r in self.resources if r.type == type_]
-
-    def one(self, type_: str) -> RecordedResource:
-        found = self.of_type(type_)
-        if len(found) != 1:
-            raise AssertionError(f"expected one {type_}, found {[r.name for r in found]}")
-        return found[0]
-
-    def named(self, name: str) -> RecordedResource:
-        found = [r for r in self.resources if r.name == name]
-        if len(found) != 1:
-            raise AssertionError(f"expected one resource named {name!r}, found {len(found)}")
-        return found[0]
 
 
 def _short_hash(*parts: str, length: int = 17) -> str:
@@ -197,6 +105,12 @@ class ProjectMocks(pulumi.runtime.Mocks):
         state.update(versionId=version, versionStages=["AWSCURRENT"], secretArn=state.get("secretId"))
         return f"{state.get('secretId')}|{version}"
 
+    def _rds_named(self, name: str, state: dict[str, Any]) -> str:
+        # subnet and parameter groups: Pulumi autonames them <name>-<7 hex>; the provider's id is the name
+        group_name = state.get("name") or f"{name}-{_short_hash(name, length=7)}"
+        state["name"] = group_name
+        return str(group_name)
+
     def _rds(self, name: str, state: dict[str, Any]) -> str:
         identifier = state.get("identifier") or f"{name}{_short_hash(name, length=7)}"
         address = f"{identifier}.c{_short_hash(name, length=11)}.{self.region}.rds.amazonaws.com"
@@ -258,7 +172,9 @@ class ProjectMocks(pulumi.runtime.Mocks):
         return "none"
 
     def _random_id(self, name: str, state: dict[str, Any]) -> str:
-        digest = _short_hash("random-id", name, length=2 * int(state.get("byteLength", 4)))
+        # A new draw when the keepers change, as the provider replaces the resource then.
+        keepers = json.dumps(state.get("keepers") or {}, sort_keys=True)
+        digest = _short_hash("random-id", name, keepers, length=2 * int(state.get("byteLength", 4)))
         state.update(hex=digest, dec=str(int(digest, 16)), b64Url=digest, b64Std=digest)
         return digest
 
@@ -306,11 +222,6 @@ class ProjectMocks(pulumi.runtime.Mocks):
             selfLink=f"https://sqladmin.googleapis.com/sql/v1beta4/projects/{self.project}/instances/{instance}",
         )
         return instance
-
-    def _gcp_named(self, name: str, state: dict[str, Any]) -> str:
-        resource_name = state.get("name") or f"{name}-{_short_hash(name, length=7)}"
-        state.setdefault("name", resource_name)
-        return f"projects/{self.project}/{resource_name}"
 
     def _global_address(self, name: str, state: dict[str, Any]) -> str:
         state.setdefault("address", "10.91.0.0")  # Google picks the range when none is given
@@ -365,6 +276,28 @@ class ProjectMocks(pulumi.runtime.Mocks):
         state.update(email=email, member=f"serviceAccount:{email}", uniqueId=str(int(_short_hash(name, length=15), 16)))
         return f"projects/{self.project}/serviceAccounts/{email}"
 
+    def _vpc_endpoint(self, name: str, state: dict[str, Any]) -> str:
+        endpoint_id = f"vpce-{_short_hash(name)}"
+        if state.get("vpcEndpointType") == "Gateway":
+            # a gateway endpoint is a route to the service's prefix list
+            state.update(prefixListId=f"pl-{_short_hash(name, length=8)}", cidrBlocks=["52.218.0.0/17"])
+        else:
+            service = str(state.get("serviceName", "")).rsplit(".", 1)[-1]
+            state.update(
+                dnsEntries=[{"dnsName": f"{endpoint_id}.{service}.{self.region}.vpce.amazonaws.com"}],
+                networkInterfaceIds=[f"eni-{_short_hash(name, 'eni')}"],
+            )
+        state.update(arn=f"arn:aws:ec2:{self.region}:{ACCOUNT}:vpc-endpoint/{endpoint_id}", state="available")
+        return endpoint_id
+
+    def _custom_role(self, name: str, state: dict[str, Any]) -> str:
+        role = f"projects/{state.get('project', self.project)}/roles/{state.get('roleId')}"
+        state.update(name=role, deleted=False, stage=state.get("stage", "GA"))
+        return role
+
+    def _router_nat(self, name: str, state: dict[str, Any]) -> str:
+        return f"{self.project}/{state.get('region')}/{state.get('router')}/{state.get('name')}"
+
     _STATE: dict[str, Callable[[ProjectMocks, str, dict[str, Any]], str]] = {
         "aws:ec2/vpc:Vpc": _vpc,
         "aws:ec2/subnet:Subnet": _subnet,
@@ -374,13 +307,8 @@ class ProjectMocks(pulumi.runtime.Mocks):
         "aws:secretsmanager/secretVersion:SecretVersion": _secret_version,
         "aws:rds/instance:Instance": _rds,
         "aws:rds/proxy:Proxy": _rds_proxy,
-        # Pulumi autonames both (name + random suffix, lowercase): the instance and its replicas refer to it.
-        "aws:rds/subnetGroup:SubnetGroup": lambda self, n, s: (
-            s.setdefault("name", f"{n}-{_short_hash(n, length=7)}".lower()) and str(s["name"])
-        ),
-        "aws:rds/parameterGroup:ParameterGroup": lambda self, n, s: (
-            s.setdefault("name", f"{n}-{_short_hash(n, length=7)}".lower()) and str(s["name"])
-        ),
+        "aws:rds/subnetGroup:SubnetGroup": _rds_named,
+        "aws:rds/parameterGroup:ParameterGroup": _rds_named,
         "aws:rds/proxyDefaultTargetGroup:ProxyDefaultTargetGroup": lambda self, n, s: (
             s.update(name="default", arn=f"arn:aws:rds:{self.region}:{ACCOUNT}:target-group:prx-tg-{_short_hash(n)}")
             or str(s.get("dbProxyName"))
@@ -395,7 +323,7 @@ class ProjectMocks(pulumi.runtime.Mocks):
         "random:index/randomId:RandomId": _random_id,
         "aws:ec2/routeTable:RouteTable": lambda self, n, s: f"rtb-{_short_hash(n)}",
         "aws:ec2/internetGateway:InternetGateway": lambda self, n, s: f"igw-{_short_hash(n)}",
-        "aws:ec2/vpcEndpoint:VpcEndpoint": lambda self, n, s: f"vpce-{_short_hash(n)}",
+        "aws:ec2/vpcEndpoint:VpcEndpoint": _vpc_endpoint,
         "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": lambda self, n, s: f"sgr-{_short_hash(n)}",
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": lambda self, n, s: f"sgr-{_short_hash(n)}",
         "aws:ec2/keyPair:KeyPair": _key_pair,
@@ -418,7 +346,10 @@ class ProjectMocks(pulumi.runtime.Mocks):
         "gcp:compute/instanceIAMMember:InstanceIAMMember": _iam_member,
         "gcp:iap/tunnelInstanceIAMMember:TunnelInstanceIAMMember": _iam_member,
         "gcp:secretmanager/secretIamMember:SecretIamMember": _iam_member,
-        "gcp:compute/router:Router": _gcp_named,
+        "gcp:compute/router:Router": _gcp_path("routers", regional=True),
+        "gcp:compute/routerNat:RouterNat": _router_nat,
+        "gcp:projects/iAMCustomRole:IAMCustomRole": _custom_role,
+        "gcp:organizations/iAMMember:IAMMember": _iam_member,
         "gcp:secretmanager/secret:Secret": _gcp_secret,
         "gcp:secretmanager/secretVersion:SecretVersion": _gcp_secret_version,
         "gcp:compute/instance:Instance": _gcp_instance,
@@ -460,112 +391,3 @@ class ProjectMocks(pulumi.runtime.Mocks):
         if function == "gcp:organizations/getProject:getProject":
             return {"number": "123456789012", "projectId": self.project, "id": self.project}, []
         return dict(args.args), []
-
-
-class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """A MockMonitor that records each registration with its resource options."""
-
-    def __init__(self, mocks: ProjectMocks) -> None:
-        super().__init__(mocks)
-        self.mocks: ProjectMocks = mocks
-        self.recorded: list[RecordedResource] = []
-        # The SDK calls the monitor from executor threads and gives each its own event loop;
-        # nothing closes those, so we do (after the run), or they leak sockets.
-        self.thread_loops: set[asyncio.AbstractEventLoop] = set()
-
-    def _remember_loop(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            self.thread_loops.add(asyncio.get_event_loop())
-
-    def close_thread_loops(self) -> None:
-        for loop in self.thread_loops:
-            if not loop.is_running() and not loop.is_closed():
-                loop.close()
-        self.thread_loops.clear()
-
-    def Invoke(self, request: Any) -> Any:
-        try:
-            return super().Invoke(request)  # type: ignore[no-untyped-call]
-        finally:
-            self._remember_loop()
-
-    def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
-        self._remember_loop()
-        if request.type != "pulumi:pulumi:Stack":
-            self.recorded.append(
-                RecordedResource(
-                    type=request.type,
-                    name=request.name,
-                    inputs=json_format.MessageToDict(request.object),
-                    protect=bool(request.protect),
-                    parent=request.parent,
-                    dependencies=tuple(request.dependencies),
-                    ignore_changes=tuple(request.ignoreChanges),
-                    additional_secret_outputs=tuple(request.additionalSecretOutputs),
-                    delete_before_replace=bool(request.deleteBeforeReplace),
-                    retain_on_delete=bool(request.retainOnDelete),
-                    replace_on_changes=tuple(request.replaceOnChanges),
-                    custom=bool(request.custom),
-                    urn=response.urn,
-                )
-            )
-        return response
-
-
-def synthesize(
-    program: Callable[[], Mapping[str, pulumi.Input[Any]]],
-    config: Mapping[str, str],
-    *,
-    project: str = "private-postgres",
-    stack: str = "dev",
-    preview: bool = False,
-    monitor: RecordingMonitor | None = None,
-) -> Synthesis:
-    """Run ``program`` under the project mocks with ``config``; return what it registered and exported.
-
-    ``program`` declares resources and returns the stack outputs (name -> Output). Errors raised
-    by the program (e.g. ConfigError) propagate unchanged; pass your own ``monitor`` to inspect
-    what was registered before such an error.
-    """
-    from pulumi.runtime import settings
-    from pulumi.runtime.config import set_all_config
-
-    loop = asyncio.new_event_loop()  # a fresh loop per run: no state leaks between runs
-    asyncio.set_event_loop(loop)
-    try:
-        set_all_config(dict(config))
-        if monitor is None:
-            mocks = ProjectMocks(
-                preview=preview,
-                region=config.get("aws:region", "eu-west-1"),
-                project=config.get("gcp:project", "my-project-123"),
-            )
-            monitor = RecordingMonitor(mocks)
-        pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=preview, monitor=monitor)
-        result = Synthesis()
-
-        async def resolve(outputs: Mapping[str, pulumi.Input[Any]]) -> None:
-            secret: set[str] = set()
-            for name, value in outputs.items():
-                out = pulumi.Output.from_input(value)
-                known = await out.is_known()
-                if await out.is_secret():
-                    secret.add(name)
-                result.outputs[name] = await out.future() if known else UNKNOWN
-            result.secret_outputs = frozenset(secret)
-
-        def body() -> None:
-            outputs = program()
-            _sync_await(resolve(outputs))
-
-        settings.SETTINGS.rpc_manager.clear()
-        _sync_await(pulumi.runtime.stack.run_pulumi_func(body))
-        result.resources = list(monitor.recorded)
-        return result
-    finally:
-        set_all_config({})
-        asyncio.set_event_loop(None)
-        loop.close()
-        if monitor is not None:
-            monitor.close_thread_loops()

@@ -32,6 +32,8 @@ class ProgramOutputs:
     bastion: pulumi.Input[Mapping[str, pulumi.Input[str]]]
     db_ca: pulumi.Input[str]
     migrations: tuple[str, ...]
+    # what restore-drill needs to put a point-in-time copy beside the database (contract: DbInstance)
+    db_instance: pulumi.Input[Mapping[str, Any]]
     # Scale-out: ``{"host", "port"[, "ca"]}`` per read replica, and the pooler's (None: no pooler).
     db_read_endpoints: pulumi.Input[Sequence[pulumi.Input[Mapping[str, pulumi.Input[Any]]]]] = ()
     db_pooler: pulumi.Input[Mapping[str, pulumi.Input[Any]]] | None = None

@@ -12,8 +12,7 @@ from typing import Any
 import pulumi
 
 from infra import config as config_module
-from infra.config import StackConfig
-from infra.enums import Cloud
+from infra.config import AwsSettings, GcpSettings, StackConfig
 from infra.migrations.source import manifest
 from infra.paths import MIGRATIONS_DIR
 
@@ -24,14 +23,15 @@ def build(cfg: StackConfig | None = None, migrations_dir: Path = MIGRATIONS_DIR)
     """Declare the stack for ``cfg`` (read from Pulumi config when None); return the outputs."""
     cfg = cfg if cfg is not None else config_module.from_pulumi()
     migrations = manifest(migrations_dir) if migrations_dir.is_dir() else ()
-    if cfg.cloud is Cloud.AWS:
-        from infra.provision import aws
+    match cfg.settings:
+        case AwsSettings() as aws_settings:
+            from infra.provision import aws
 
-        outputs = aws.deploy(cfg, migrations)
-    else:
-        from infra.provision import gcp
+            outputs = aws.deploy(cfg, aws_settings, migrations)
+        case GcpSettings() as gcp_settings:
+            from infra.provision import gcp
 
-        outputs = gcp.deploy(cfg, migrations)
+            outputs = gcp.deploy(cfg, gcp_settings, migrations)
     exports = outputs.as_exports()
     if cfg.run_migrations_on_up:
         from infra.provision.migrate_step import migration_command

@@ -3,7 +3,8 @@
 It reads ``Pulumi.<stack>.yaml``, applies ``--set`` overrides, evaluates the program under the
 project's own mocks (``infra.provision.mocks``) and prints every resource with its inputs and options, then
 the stack outputs. Secrets print as ``[secret]``, values only known after apply as
-``(known after apply)``. Two runs print the same bytes.
+``(known after apply)``. Two runs print the same bytes. ``--diff BASE_REF`` prints instead what
+changed since a git ref, resource by resource (:mod:`infra.provision.diff`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from infra.errors import ConfigError
 from infra.paths import PROJECT_DIR
 
 if TYPE_CHECKING:
-    from infra.provision.mocks import Synthesis
+    from infra.provision.recording import Synthesis
 
 __all__ = ["load_stack_config", "register", "render_json", "render_text", "run_synth"]
 
@@ -53,15 +54,15 @@ def load_stack_config(stack: str, overrides: Mapping[str, str] = {}, root: Path 
 
 def run_synth(stack: str, overrides: Mapping[str, str] = {}, *, preview: bool = False) -> Synthesis:
     # Imported here: the mocks pull in the Pulumi SDK, which every other command can do without.
-    from infra.provision.mocks import synthesize
     from infra.provision.program import build
+    from infra.provision.recording import synthesize
 
     config = load_stack_config(stack, overrides)
     return synthesize(build, config, project=NAMESPACE, stack=stack, preview=preview)
 
 
 def _mask(value: Any) -> Any:
-    from infra.provision.mocks import UNKNOWN, is_secret
+    from infra.provision.recording import UNKNOWN, is_secret
 
     if is_secret(value):
         return MASK
@@ -119,7 +120,23 @@ def render_text(result: Synthesis) -> str:
     return "\n".join(lines)
 
 
+def _handle_diff(args: argparse.Namespace) -> int:
+    from infra.provision.diff import synth_diff
+
+    if args.set or args.preview:
+        raise ConfigError(
+            "--diff", args.diff, "without --set or --preview", "compare committed config: commit it first"
+        )
+    diff = synth_diff(args.diff, args.stack)
+    if args.markdown is not None:
+        args.markdown.write_text(diff.render_markdown())
+    print(json.dumps(diff.to_json(), indent=2, sort_keys=True) if args.json else diff.render_text())
+    return 0
+
+
 def _handle(args: argparse.Namespace) -> int:
+    if args.diff is not None:
+        return _handle_diff(args)
     overrides: dict[str, str] = {}
     for item in args.set or []:
         key, sep, value = item.partition("=")
@@ -145,4 +162,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--preview", action="store_true", help="evaluate as a preview (computed values unknown)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--diff",
+        metavar="BASE_REF",
+        help="instead, the resource-level diff from git BASE_REF to the working tree (infra/provision/diff.py)",
+    )
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="--diff: also write the diff as markdown")
     parser.set_defaults(handler=_handle)

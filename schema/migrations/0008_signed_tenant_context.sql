@@ -135,8 +135,9 @@ END
 $fn$;
 
 -- The verified tenant of this transaction, NULL when none is set. What every policy compares with,
--- once per query. The fast path is one key read and two sha256() calls: the signature covers
--- everything before the last '.', so a token that verifies is well-formed by construction.
+-- once per query (an InitPlan). The fast path is a read of the key row and two sha256() calls: the
+-- signature covers everything before the last '.', so a token that verifies is well-formed and its
+-- parts can be cast. Anything else goes to the slow path, which raises naming what is wrong.
 CREATE FUNCTION app.current_tenant() RETURNS uuid
     LANGUAGE plpgsql
     STABLE
@@ -154,14 +155,15 @@ BEGIN
     END IF;
     msg := left(tok, -65);
     SELECT k.inner_key, k.outer_key INTO ik, ok FROM app_private.tenant_context_key k WHERE k.id = 1;
-    -- nested, not AND: the casts run only on a signed (so well-formed) message
-    IF substr(tok, length(tok) - 64, 1) = '.'
-       AND encode(sha256(ok || sha256(ik || convert_to(msg, 'UTF8'))), 'hex') = right(tok, 64) THEN
-        IF split_part(msg, '.', 3)::bigint > extract(epoch FROM now()) THEN
-            RETURN split_part(msg, '.', 2)::uuid;
+    -- nested IFs, not AND: the casts run only on a signed message
+    IF substr(tok, length(tok) - 64, 1) = '.' THEN
+        IF encode(sha256(ok || sha256(ik || convert_to(msg, 'UTF8'))), 'hex') = right(tok, 64) THEN
+            IF split_part(msg, '.', 3)::bigint > extract(epoch FROM now()) THEN
+                RETURN split_part(msg, '.', 2)::uuid;
+            END IF;
         END IF;
     END IF;
-    RETURN app_private.verify_tenant_token(tok);  -- raises, naming what is wrong
+    RETURN app_private.verify_tenant_token(tok);
 END
 $fn$;
 

@@ -58,11 +58,12 @@ BEGIN
     END IF;
     msg := left(tok, -65);
     SELECT k.inner_key, k.outer_key INTO ik, ok FROM app_private.tenant_context_key k WHERE k.id = 1;
-    -- nested, not AND: the casts run only on a signed (so well-formed) message
-    IF substr(tok, length(tok) - 64, 1) = '.'
-       AND encode(sha256(ok || sha256(ik || convert_to(msg, 'UTF8'))), 'hex') = right(tok, 64) THEN
-        IF split_part(msg, '.', 3)::bigint > extract(epoch FROM now()) THEN
-            tenant := split_part(msg, '.', 2)::uuid;
+    -- nested IFs, not AND: the casts run only on a signed message (as in 0008)
+    IF substr(tok, length(tok) - 64, 1) = '.' THEN
+        IF encode(sha256(ok || sha256(ik || convert_to(msg, 'UTF8'))), 'hex') = right(tok, 64) THEN
+            IF split_part(msg, '.', 3)::bigint > extract(epoch FROM now()) THEN
+                tenant := split_part(msg, '.', 2)::uuid;
+            END IF;
         END IF;
     END IF;
     IF tenant IS NULL THEN
@@ -99,14 +100,15 @@ BEGIN
     END IF;
     msg := left(tok, -65);
     SELECT k.inner_key, k.outer_key INTO ik, ok FROM app_private.tenant_context_key k WHERE k.id = 1;
-    -- nested, not AND: the casts run only on a signed (so well-formed) message
-    IF substr(tok, length(tok) - 64, 1) = '.'
-       AND encode(sha256(ok || sha256(ik || convert_to(msg, 'UTF8'))), 'hex') = right(tok, 64) THEN
-        IF split_part(msg, '.', 3)::bigint > extract(epoch FROM now()) THEN
-            RETURN split_part(msg, '.', 2)::uuid;
+    -- nested IFs, not AND: the casts run only on a signed message
+    IF substr(tok, length(tok) - 64, 1) = '.' THEN
+        IF encode(sha256(ok || sha256(ik || convert_to(msg, 'UTF8'))), 'hex') = right(tok, 64) THEN
+            IF split_part(msg, '.', 3)::bigint > extract(epoch FROM now()) THEN
+                RETURN split_part(msg, '.', 2)::uuid;
+            END IF;
         END IF;
     END IF;
-    RETURN app_private.verify_tenant_token(tok);  -- raises, naming what is wrong
+    RETURN app_private.verify_tenant_token(tok);
 END
 $fn$;
 

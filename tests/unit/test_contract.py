@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from infra.contract import OUTPUT_NAMES, SsmBastion, StackOutputs
+from infra.contract import OUTPUT_NAMES, RdsInstance, SsmBastion, StackOutputs
 from infra.enums import Cloud
 from infra.errors import ContractError
 
@@ -24,6 +24,13 @@ AWS: dict[str, Any] = {
     "bastion": {"mode": "ssm", "target": "i-0123456789abcdef0", "region": "eu-west-1"},
     "db_ca": "rds-ca-rsa2048-g1",
     "migrations": [f"0001_init.sql:{SHA}"],
+    "db_instance": {
+        "identifier": "pp-dev-pg",
+        "region": "eu-west-1",
+        "subnet_group": "pp-dev-db-subnets-6d1618b",
+        "security_group_ids": ["sg-0123456789abcdef0"],
+        "parameter_group": "pp-dev-db-params-0b2b958",
+    },
     "db_read_endpoints": [],
     "db_pooler": None,
 }
@@ -71,12 +78,22 @@ def _broken(path: str, value: Any) -> dict[str, Any]:
         ("bastion.region", KeyError, "'bastion.region' is required when bastion.mode is 'ssm'"),
         ("bastion.mode", "iap", "'bastion.zone' is required"),
         ("migrations", ["0001_init.sql"], "'<file>.sql:<sha256>'"),
+        ("db_instance", "pp-dev-pg", "'db_instance' must be an object"),
+        ("db_instance.subnet_group", KeyError, "'db_instance.subnet_group' must be a non-empty string"),
+        ("db_instance.security_group_ids", [], "'db_instance.security_group_ids' must be a non-empty list"),
     ],
 )
 def test_a_bad_output_is_named(path: str, value: Any, message: str) -> None:
     with pytest.raises(ContractError, match="stack output") as info:
         StackOutputs.parse(_broken(path, value))
     assert message in str(info.value)
+
+
+def test_db_instance_is_optional_for_stacks_deployed_before_it() -> None:
+    parsed = StackOutputs.parse(_broken("db_instance", KeyError))
+    assert parsed.db_instance is None
+    assert "db_instance" not in parsed.to_json()
+    assert isinstance(StackOutputs.parse(AWS).db_instance, RdsInstance)
 
 
 def test_ssm_on_gcp_is_refused() -> None:

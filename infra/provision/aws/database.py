@@ -5,24 +5,31 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_random as random
 
-from infra.config import StackConfig
+from infra.config import AwsSettings, DatabaseSettings, StackMeta
 from infra.provision.aws.iam import service_role
+from infra.provision.naming import instance_suffix
 
-__all__ = ["Database", "performance_insights"]
+__all__ = ["LOG_EXPORTS", "PARAMETERS", "Database"]
 
+ENGINE = "postgres"
 ENGINE_MAJOR = "16"
 BACKUP_WINDOW = "03:00-03:30"  # UTC; must not overlap the maintenance window
 MAINTENANCE_WINDOW = "sun:04:00-sun:05:00"
-LOG_EXPORTS = ("postgresql", "upgrade")
-# Performance Insights is not offered on the smallest burstable classes.
-_NO_PERFORMANCE_INSIGHTS = ("micro", "small")
+# FSBP RDS.9 / RDS.36: the server log and upgrade log; iam-db-auth-error because IAM authentication
+# is on (RDS for PostgreSQL's exportable logs: postgresql | upgrade | iam-db-auth-error, botocore rds
+# CreateDBInstance EnableCloudwatchLogsExports; the provider's own validation error lists
+# "iam-db-auth-error" among the accepted values).
+LOG_EXPORTS = ("iam-db-auth-error", "postgresql", "upgrade")
+PERFORMANCE_INSIGHTS_DAYS = 7  # the free retention
 
 # (name, value, apply_method). Static parameters must say pending-reboot: RDS reads them back that
 # way, and "immediate" would show as a change on every preview.
 PARAMETERS: tuple[tuple[str, str, str], ...] = (
     ("rds.force_ssl", "1", "immediate"),  # TLS for every connection (policy rds-force-ssl)
+    # SCRAM only: md5-hashed passwords stop working (RDS User Guide, "Using SCRAM for PostgreSQL
+    # password encryption"; the default md5+scram still accepts md5). Dynamic (verify).
+    ("rds.accepted_password_auth_method", "scram", "immediate"),
     ("log_connections", "1", "immediate"),
     ("log_disconnections", "1", "immediate"),
     ("log_statement", "ddl", "immediate"),  # schema changes are audited; DML is not (volume, PII)
@@ -32,15 +39,13 @@ PARAMETERS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def performance_insights(instance_class: str) -> bool:
-    return not instance_class.endswith(_NO_PERFORMANCE_INSIGHTS)
-
-
 class Database(pulumi.ComponentResource):
     """One private, encrypted, backed-up RDS PostgreSQL 16 instance."""
 
     instance: aws.rds.Instance
     admin_secret_arn: pulumi.Output[str]
+    subnet_group_name: pulumi.Output[str]
+    parameter_group_name: pulumi.Output[str]
     # what read replicas share with the primary (infra.provision.aws.replicas)
     parameter_group: aws.rds.ParameterGroup
     subnet_group: aws.rds.SubnetGroup
@@ -49,63 +54,74 @@ class Database(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        cfg: StackConfig,
+        meta: StackMeta,
+        settings: AwsSettings,
+        db: DatabaseSettings,
         *,
         subnet_ids: list[pulumi.Output[str]],
         security_group_id: pulumi.Input[str],
-        kms_key_arn: pulumi.Input[str],
+        kms_key_arn: pulumi.Output[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("private-postgres:aws:Database", name, None, opts)
-        assert cfg.aws is not None
-        settings = cfg.aws
-        db = cfg.database
         child = pulumi.ResourceOptions(parent=self)
-        identifier = f"{cfg.prefix}-pg"
+
+        # The identifier (and the final snapshot named after it) is unique per physical instance:
+        # the suffix is redrawn when an input that replaces the instance changes (lifecycle rules),
+        # so a replacement's final snapshot never meets the last one's (DBSnapshotAlreadyExists), and
+        # after a destroy. Renaming is in place (TPA >= 5.0), so a new suffix alone replaces nothing.
+        suffix = instance_suffix(
+            f"{name}-id",
+            {
+                "dbName": db.name,
+                "engine": ENGINE,
+                "kmsKeyId": kms_key_arn,
+                "storageEncrypted": "true",
+                "username": db.admin_user,
+            },
+            child,
+        )
+        identifier = suffix.apply(lambda hex_: f"{meta.prefix}-pg-{hex_}")
 
         params = aws.rds.ParameterGroup(
             f"{name}-params",
             family=f"postgres{ENGINE_MAJOR}",
-            description=f"{cfg.prefix}: TLS only, connection and DDL logging",
+            description=f"{meta.prefix}: TLS and SCRAM only, connection and DDL logging",
             parameters=[aws.rds.ParameterGroupParameterArgs(name=p, value=v, apply_method=m) for p, v, m in PARAMETERS],
-            tags=cfg.labels,
+            tags=meta.labels,
             opts=child,
         )
         subnets = aws.rds.SubnetGroup(
             f"{name}-subnets",
             subnet_ids=subnet_ids,
-            description=f"{cfg.prefix}: private subnets only",
-            tags=cfg.labels,
+            description=f"{meta.prefix}: private subnets only",
+            tags=meta.labels,
             opts=child,
         )
-        # RDS would create these on first export with no retention: create them first, with one.
+        # RDS would create these on first export, unencrypted and kept forever: create them first.
         log_groups = [
             aws.cloudwatch.LogGroup(
                 f"{name}-log-{kind}",
-                name=f"/aws/rds/instance/{identifier}/{kind}",
+                name=pulumi.Output.concat("/aws/rds/instance/", identifier, f"/{kind}"),
                 retention_in_days=settings.log_retention_days,
-                tags=cfg.labels,
+                kms_key_id=kms_key_arn,  # the stack's key (Config rule cloudwatch-log-group-encrypted)
+                tags=meta.labels,
                 opts=child,
             )
             for kind in LOG_EXPORTS
         ]
-        monitoring_role = service_role(f"{name}-monitoring", "monitoring.rds.amazonaws.com", cfg, child)
+        monitoring_role = service_role(f"{name}-monitoring", "monitoring.rds.amazonaws.com", meta, child)
         attachment = aws.iam.RolePolicyAttachment(
             f"{name}-monitoring",
             role=monitoring_role.name,
             policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
             opts=child,
         )
-        # Stable across runs (keepers), unlike a timestamp, so the final snapshot name never diffs.
-        snapshot_suffix = random.RandomId(
-            f"{name}-final-snapshot", byte_length=4, keepers={"identifier": identifier}, opts=child
-        )
-        insights = performance_insights(settings.instance_class)
         self.parameter_group, self.subnet_group, self.monitoring_role = params, subnets, monitoring_role
         self.instance = aws.rds.Instance(
             f"{name}-instance",
             identifier=identifier,
-            engine="postgres",
+            engine=ENGINE,
             engine_version=ENGINE_MAJOR,  # major only: a minor version fights auto minor upgrades (perpetual diff)
             auto_minor_version_upgrade=True,
             allow_major_version_upgrade=False,
@@ -116,9 +132,11 @@ class Database(pulumi.ComponentResource):
             storage_encrypted=True,  # FSBP RDS.3
             kms_key_id=kms_key_arn,
             db_name=db.name,
-            port=db.port,
+            port=db.port,  # 5432 by default; another dbPort meets FSBP RDS.23 (README)
             username=db.admin_user,  # not `postgres` (FSBP RDS.25)
-            manage_master_user_password=True,  # RDS keeps the admin password in Secrets Manager: never in state
+            # RDS keeps the admin password in Secrets Manager and rotates it (7 days by default):
+            # never in state, and FSBP SecretsManager.1/.4 are met for this secret.
+            manage_master_user_password=True,
             master_user_secret_kms_key_id=kms_key_arn,
             iam_database_authentication_enabled=True,  # FSBP RDS.10
             publicly_accessible=False,  # FSBP RDS.2
@@ -134,21 +152,27 @@ class Database(pulumi.ComponentResource):
             delete_automated_backups=False,  # keep PITR backups after a delete
             deletion_protection=db.deletion_protection,  # FSBP RDS.8 in production
             skip_final_snapshot=False,
-            final_snapshot_identifier=snapshot_suffix.hex.apply(lambda h: f"{identifier}-final-{h}"),
-            performance_insights_enabled=insights,
-            performance_insights_kms_key_id=kms_key_arn if insights else None,
-            performance_insights_retention_period=7 if insights else None,
+            final_snapshot_identifier=identifier.apply(lambda ident: f"{ident}-final"),
+            # Performance Insights has no class restriction for RDS for PostgreSQL (the micro/small
+            # exclusion is MySQL's and MariaDB's: RDS User Guide, "Amazon RDS DB engine, Region, and
+            # instance class support for Performance Insights"); 7 days are free.
+            performance_insights_enabled=True,
+            performance_insights_kms_key_id=kms_key_arn,
+            performance_insights_retention_period=PERFORMANCE_INSIGHTS_DAYS,
             monitoring_interval=60,  # enhanced monitoring (FSBP RDS.6)
             monitoring_role_arn=monitoring_role.arn,
             enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),  # FSBP RDS.9
             apply_immediately=False,  # changes wait for the maintenance window
-            tags={**cfg.labels, "Name": identifier},
+            tags={**meta.labels, "Name": f"{meta.prefix}-pg"},
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[*log_groups, attachment],
-                protect=cfg.production,  # `pulumi destroy` cannot take the production database
+                protect=meta.production,  # `pulumi destroy` cannot take the production database
             ),
         )
+        # a point-in-time copy (restore-drill) goes into the same private subnets with the same parameters
+        self.subnet_group_name = subnets.name
+        self.parameter_group_name = params.name
         self.admin_secret_arn = self.instance.master_user_secrets.apply(
             lambda secrets: (secrets[0].secret_arn or "") if secrets else ""
         )

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import StackConfig
+from infra.config import AwsSettings, DatabaseSettings, StackMeta
 from infra.provision.aws.iam import service_role
 
 __all__ = ["POOLED_ROLES", "PROXY_CA", "PROXY_PORT", "Pooler"]
@@ -46,7 +46,9 @@ class Pooler(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        cfg: StackConfig,
+        meta: StackMeta,
+        settings: AwsSettings,
+        db: DatabaseSettings,
         *,
         vpc_id: pulumi.Input[str],
         subnet_ids: Sequence[pulumi.Input[str]],
@@ -58,22 +60,22 @@ class Pooler(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("private-postgres:aws:Pooler", name, None, opts)
-        assert cfg.aws is not None
         child = pulumi.ResourceOptions(parent=self)
-        db_port = cfg.database.port
+        db_port = db.port
+        region = settings.region
 
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-proxy",
             vpc_id=vpc_id,
             description="RDS Proxy: reachable only from the bastion and the app security groups",
             # No inline rules: separate rule resources only (inline + rule resources fight, FSBP EC2.19).
-            tags={**cfg.labels, "Name": f"{cfg.prefix}-proxy"},
+            tags={**meta.labels, "Name": f"{meta.prefix}-proxy"},
             opts=child,
         )
         sources: list[tuple[str, pulumi.Input[str], str]] = [("bastion", bastion_security_group_id, "the bastion")]
         sources += [
             (f"app-{i}", group, f"application security group {group}")
-            for i, group in enumerate(cfg.aws.app_security_group_ids)
+            for i, group in enumerate(settings.app_security_group_ids)
         ]
         for suffix, group, what in sources:
             aws.vpc.SecurityGroupIngressRule(
@@ -118,20 +120,20 @@ class Pooler(pulumi.ComponentResource):
             opts=child,
         )
 
-        role = service_role(f"{name}-proxy", "rds.amazonaws.com", cfg, child)
+        role = service_role(f"{name}-proxy", "rds.amazonaws.com", meta, child)
         pooled = [secret_arns[r] for r in POOLED_ROLES]
         aws.iam.RolePolicy(
             f"{name}-proxy-secrets",
             role=role.id,
             # Exactly the pooled logins' secrets, and their key only through Secrets Manager (least privilege).
             policy=pulumi.Output.all(kms_key_arn, *pooled).apply(
-                lambda values: _secrets_policy(values[0], values[1:], cfg.aws.region if cfg.aws else "")
+                lambda values: _secrets_policy(values[0], values[1:], region)
             ),
             opts=child,
         )
         self.proxy = aws.rds.Proxy(
             f"{name}-proxy",
-            name=f"{cfg.prefix}-proxy",
+            name=f"{meta.prefix}-proxy",
             engine_family="POSTGRESQL",
             require_tls=True,  # FSBP RDS.43 / Config rds-proxy-tls-encryption: no plaintext client connections
             debug_logging=False,  # it would log statement text (personal data)
@@ -151,7 +153,7 @@ class Pooler(pulumi.ComponentResource):
                 )
                 for role_name in POOLED_ROLES
             ],
-            tags=cfg.labels,
+            tags=meta.labels,
             opts=child,
         )
         target_group = aws.rds.ProxyDefaultTargetGroup(

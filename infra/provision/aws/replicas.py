@@ -13,25 +13,30 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import StackConfig
-from infra.provision.aws.database import LOG_EXPORTS, MAINTENANCE_WINDOW, Database, performance_insights
+from infra.config import AwsSettings, DatabaseSettings, ScaleSettings, StackMeta
+from infra.provision.aws.database import LOG_EXPORTS, MAINTENANCE_WINDOW, PERFORMANCE_INSIGHTS_DAYS, Database
 
 __all__ = ["Replicas", "replica_identifier"]
 
 
-def replica_identifier(cfg: StackConfig, index: int) -> str:
-    return f"{cfg.prefix}-pg-replica-{index}"
+def replica_identifier(meta: StackMeta, index: int) -> str:
+    # Fixed: a replica takes no final snapshot, and RDS frees an identifier when the delete ends
+    # (lifecycle rule for aws:rds/instance:Instance, skipFinalSnapshot=true).
+    return f"{meta.prefix}-pg-replica-{index}"
 
 
 class Replicas(pulumi.ComponentResource):
-    """``cfg.scale.read_replicas`` read replicas of ``primary``, in the primary's private subnets."""
+    """``scale.read_replicas`` read replicas of ``primary``, in the primary's private subnets."""
 
     instances: list[aws.rds.Instance]
 
     def __init__(
         self,
         name: str,
-        cfg: StackConfig,
+        meta: StackMeta,
+        settings: AwsSettings,
+        db: DatabaseSettings,
+        scale: ScaleSettings,
         *,
         primary: Database,
         security_group_id: pulumi.Input[str],
@@ -39,21 +44,18 @@ class Replicas(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("private-postgres:aws:Replicas", name, None, opts)
-        assert cfg.aws is not None
-        settings = cfg.aws
-        db = cfg.database
         child = pulumi.ResourceOptions(parent=self)
         self.instances = []
-        insights = performance_insights(cfg.scale.replica_class)
-        for index in range(cfg.scale.read_replicas):
-            identifier = replica_identifier(cfg, index)
+        for index in range(scale.read_replicas):
+            identifier = replica_identifier(meta, index)
             # As for the primary: RDS would create these on first export with no retention.
             log_groups = [
                 aws.cloudwatch.LogGroup(
                     f"{name}-{index}-log-{kind}",
                     name=f"/aws/rds/instance/{identifier}/{kind}",
                     retention_in_days=settings.log_retention_days,
-                    tags=cfg.labels,
+                    kms_key_id=kms_key_arn,  # the stack's key (Config rule cloudwatch-log-group-encrypted)
+                    tags=meta.labels,
                     opts=child,
                 )
                 for kind in LOG_EXPORTS
@@ -63,7 +65,7 @@ class Replicas(pulumi.ComponentResource):
                 identifier=identifier,
                 # The ARN, not the identifier: required when db_subnet_group_name is set (pulumi_aws docs).
                 replicate_source_db=primary.instance.arn,
-                instance_class=cfg.scale.replica_class,
+                instance_class=scale.replica_class,
                 storage_type="gp3",
                 max_allocated_storage=db.max_storage_gb,  # storage autoscaling, as on the primary
                 storage_encrypted=True,  # FSBP RDS.3 (inherited; stated so the policy pack sees it)
@@ -81,16 +83,23 @@ class Replicas(pulumi.ComponentResource):
                 copy_tags_to_snapshot=True,  # FSBP RDS.17
                 deletion_protection=db.deletion_protection,  # FSBP RDS.8 in production
                 skip_final_snapshot=True,  # a replica cannot take one (InvalidParameterCombination)
-                performance_insights_enabled=insights,
-                performance_insights_kms_key_id=kms_key_arn if insights else None,
-                performance_insights_retention_period=7 if insights else None,
+                # As on the primary: no class restriction for RDS for PostgreSQL; 7 days are free.
+                performance_insights_enabled=True,
+                performance_insights_kms_key_id=kms_key_arn,
+                performance_insights_retention_period=PERFORMANCE_INSIGHTS_DAYS,
                 monitoring_interval=60,  # enhanced monitoring (FSBP RDS.6), the primary's role
                 monitoring_role_arn=primary.monitoring_role.arn,
                 enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),  # FSBP RDS.9 / RDS.36
                 maintenance_window=MAINTENANCE_WINDOW,
                 apply_immediately=False,
-                tags={**cfg.labels, "Name": identifier, "role": "read-replica"},
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[*log_groups, primary.instance]),
+                tags={**meta.labels, "Name": identifier, "role": "read-replica"},
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[*log_groups, primary.instance],
+                    # Production keeps `protect` on every RDS instance (lifecycle rules): removing a
+                    # replica there takes `pulumi state unprotect` first, like the primary.
+                    protect=meta.production,
+                ),
             )
             self.instances.append(replica)
         self.register_outputs({"addresses": [r.address for r in self.instances]})

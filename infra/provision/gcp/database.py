@@ -9,25 +9,33 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config import StackConfig
+from infra.config import DatabaseSettings, GcpSettings, ScaleSettings, StackMeta
+from infra.enums import Edition
+from infra.errors import ProvisionError
 from infra.provision.gcp.pooler import pool_configs
 from infra.provision.gcp.secrets import stored_secret
+from infra.provision.naming import instance_suffix
 from infra.provision.passwords import generated_password, secret_document
 
-__all__ = ["DATABASE_FLAGS", "DATABASE_VERSION", "Database", "ca_bundle", "private_dns_name"]
+__all__ = ["DATABASE_FLAGS", "DATABASE_VERSION", "Database", "ca_bundle", "log_retention_days", "private_dns_name"]
 
 DATABASE_VERSION = "POSTGRES_16"  # major only: Cloud SQL applies minor versions in maintenance
 BACKUP_START = "03:00"  # UTC; before the maintenance window
 MAINTENANCE_DAY = 7  # Sunday
 MAINTENANCE_HOUR = 4  # UTC
-# Transaction logs for point-in-time recovery: ENTERPRISE keeps 1-7 days, ENTERPRISE_PLUS 1-35.
-_LOG_RETENTION_LIMIT = {"ENTERPRISE": 7, "ENTERPRISE_PLUS": 35}
+# Transaction logs for point-in-time recovery: ENTERPRISE keeps 1-7 days, ENTERPRISE_PLUS 1-35
+# (TPG sql_database_instance `transaction_log_retention_days`).
+_LOG_RETENTION_LIMIT = {Edition.ENTERPRISE: 7, Edition.ENTERPRISE_PLUS: 35}
+# What pgAudit writes once the extension exists (the post-deploy bootstrap creates it): DDL and role
+# changes (GRANT, CREATE/ALTER ROLE). Not read/write: volume and personal data.
+PGAUDIT_LOG = "ddl,role"
 
 # Sorted by name: the API returns flags sorted, and any other order is a change on every preview.
 DATABASE_FLAGS: tuple[tuple[str, str], ...] = tuple(
     sorted(
         (
-            ("cloudsql.enable_pgaudit", "on"),  # CIS GCP 6.2.8
+            ("cloudsql.enable_pgaudit", "on"),  # CIS GCP 6.2.8, with pgaudit.log and the extension
+            ("pgaudit.log", PGAUDIT_LOG),  # without it pgAudit loads but records nothing
             ("log_connections", "on"),  # CIS GCP 6.2.2
             ("log_disconnections", "on"),  # CIS GCP 6.2.3
             ("log_min_duration_statement", "-1"),  # CIS GCP 6.2.7: no statement text by duration (PII)
@@ -37,6 +45,12 @@ DATABASE_FLAGS: tuple[tuple[str, str], ...] = tuple(
         )
     )
 )
+
+
+def log_retention_days(backup_days: int, edition: Edition) -> int:
+    """Days of transaction logs: fewer than the retained backups, which the API requires
+    ("backup retention should be > transaction log retention"), and within the edition's limit."""
+    return min(backup_days - 1, _LOG_RETENTION_LIMIT[edition])
 
 
 class Database(pulumi.ComponentResource):
@@ -50,22 +64,27 @@ class Database(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        cfg: StackConfig,
+        meta: StackMeta,
+        settings: GcpSettings,
+        db: DatabaseSettings,
         *,
         network_id: pulumi.Input[str],
         private_access: pulumi.Resource,
+        scale: ScaleSettings,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("private-postgres:gcp:Database", name, None, opts)
-        assert cfg.gcp is not None
-        settings = cfg.gcp
-        db = cfg.database
         child = pulumi.ResourceOptions(parent=self)
-        production = cfg.production
+        production = meta.production
 
+        # Cloud SQL keeps a deleted instance's name for up to a week (lifecycle rules): the name
+        # carries a suffix redrawn when an input that replaces the instance changes, and after a
+        # destroy, so neither a replacement nor destroy-then-up meets the old name. Drawn once and
+        # kept in state: no perpetual diff.
+        suffix = instance_suffix(f"{name}-id", {"project": settings.project, "region": settings.region}, child)
         self.instance = gcp.sql.DatabaseInstance(
             f"{name}-instance",
-            name=f"{cfg.prefix}-pg",  # stable: names with random parts diff forever
+            name=suffix.apply(lambda hex_: f"{meta.prefix}-pg-{hex_}"),
             project=settings.project,
             region=settings.region,
             database_version=DATABASE_VERSION,
@@ -95,9 +114,7 @@ class Database(pulumi.ComponentResource):
                     enabled=True,  # CIS GCP 6.7
                     point_in_time_recovery_enabled=True,
                     start_time=BACKUP_START,
-                    transaction_log_retention_days=min(
-                        db.backup_retention_days, _LOG_RETENTION_LIMIT[settings.edition]
-                    ),
+                    transaction_log_retention_days=log_retention_days(db.backup_retention_days, settings.edition),
                     backup_retention_settings=gcp.sql.DatabaseInstanceSettingsBackupConfigurationBackupRetentionSettingsArgs(
                         retained_backups=db.backup_retention_days,  # one automated backup a day
                         retention_unit="COUNT",
@@ -122,8 +139,8 @@ class Database(pulumi.ComponentResource):
                     gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs(name=flag, value=value)
                     for flag, value in DATABASE_FLAGS
                 ],
-                user_labels=cfg.labels,
-                connection_pool_configs=pool_configs(cfg),  # managed pooling (infra.provision.gcp.pooler)
+                user_labels=meta.labels,
+                connection_pool_configs=pool_configs(scale),  # managed pooling (infra.provision.gcp.pooler)
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -146,15 +163,15 @@ class Database(pulumi.ComponentResource):
         # zone for exactly that name lets the bastion resolve db_host to the private address.
         zone = gcp.dns.ManagedZone(
             f"{name}-dns",
-            name=f"{cfg.prefix}-pg",
+            name=f"{meta.prefix}-pg",
             project=settings.project,
             dns_name=self.host.apply(lambda host: f"{host}."),
             visibility="private",
-            description=f"{cfg.prefix}: the Cloud SQL instance name, inside the VPC only",
+            description=f"{meta.prefix}: the Cloud SQL instance name, inside the VPC only",
             private_visibility_config=gcp.dns.ManagedZonePrivateVisibilityConfigArgs(
                 networks=[gcp.dns.ManagedZonePrivateVisibilityConfigNetworkArgs(network_url=network_id)],
             ),
-            labels=cfg.labels,
+            labels=meta.labels,
             opts=child,
         )
         gcp.dns.RecordSet(
@@ -192,8 +209,9 @@ class Database(pulumi.ComponentResource):
         )
         self.admin_secret_name = stored_secret(
             f"{name}-admin",
-            cfg,
-            secret_id=f"{cfg.prefix}-postgres-admin",
+            meta,
+            settings,
+            secret_id=f"{meta.prefix}-postgres-admin",
             role=db.admin_user,
             document=secret_document(
                 db.admin_user, admin_password.result, host=self.host, port=db.port, dbname=db.name
@@ -211,13 +229,22 @@ class Database(pulumi.ComponentResource):
 
 
 def _private_dns_name(names: Sequence[object] | None, fallback: str | None) -> str:
-    """The instance's private-service-access DNS name (``dns_names``), else ``dns_name``; no trailing dot."""
+    """The instance's private-service-access DNS name (``dns_names``), else ``dns_name``; no trailing dot.
+
+    Raises ProvisionError when the instance reports neither: an empty name would become a private
+    zone for "." (every name in the VPC) and an empty host in the stored secrets.
+    """
     for entry in names or ():
         if _field(entry, "connection_type", "connectionType") == "PRIVATE_SERVICES_ACCESS":
             name = _field(entry, "name", "name")
-            if name:
+            if name and name.strip("."):
                 return name.rstrip(".")
-    return (fallback or "").rstrip(".")
+    if fallback and fallback.strip("."):
+        return fallback.rstrip(".")
+    raise ProvisionError(
+        "the Cloud SQL instance reports no private DNS name (dns_names, dns_name); verify-full needs one: "
+        "keep server_ca_mode GOOGLE_MANAGED_CAS_CA and check the instance in the console"
+    )
 
 
 def _ca_bundle(certs: Sequence[object] | None) -> str:

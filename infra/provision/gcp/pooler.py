@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pulumi_gcp as gcp
 
-from infra.config import StackConfig
+from infra.config import ScaleSettings
 
 __all__ = ["POOLER_FLAGS", "POOLER_PORT", "pool_configs"]
 
@@ -36,9 +36,9 @@ POOLER_FLAGS: tuple[tuple[str, str], ...] = tuple(
 )
 
 
-def pool_configs(cfg: StackConfig) -> list[gcp.sql.DatabaseInstanceSettingsConnectionPoolConfigArgs] | None:
+def pool_configs(scale: ScaleSettings) -> list[gcp.sql.DatabaseInstanceSettingsConnectionPoolConfigArgs] | None:
     """``settings.connection_pool_configs`` for the primary; None (the block absent) without a pooler."""
-    if not cfg.scale.pooled:
+    if not scale.pooled:
         return None
     return [
         gcp.sql.DatabaseInstanceSettingsConnectionPoolConfigArgs(

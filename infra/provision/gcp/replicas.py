@@ -10,10 +10,12 @@ the primary's, and its edition is the primary's (the tier is validated against i
 
 from __future__ import annotations
 
+import functools
+
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config import StackConfig
+from infra.config import DatabaseSettings, GcpSettings, ScaleSettings, StackMeta
 from infra.provision.gcp.database import (
     DATABASE_FLAGS,
     DATABASE_VERSION,
@@ -23,12 +25,13 @@ from infra.provision.gcp.database import (
     ca_bundle,
     private_dns_name,
 )
+from infra.provision.naming import instance_suffix
 
 __all__ = ["Replicas"]
 
 
 class Replicas(pulumi.ComponentResource):
-    """``cfg.scale.read_replicas`` read replicas of ``primary``; ``hosts`` and ``ca_pems`` in order."""
+    """``scale.read_replicas`` read replicas of ``primary``; ``hosts`` and ``ca_pems`` in order."""
 
     instances: list[gcp.sql.DatabaseInstance]
     hosts: list[pulumi.Output[str]]
@@ -37,22 +40,30 @@ class Replicas(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        cfg: StackConfig,
+        meta: StackMeta,
+        settings: GcpSettings,
+        db: DatabaseSettings,
+        scale: ScaleSettings,
         *,
         primary: Database,
         network_id: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("private-postgres:gcp:Replicas", name, None, opts)
-        assert cfg.gcp is not None
-        settings = cfg.gcp
-        db = cfg.database
         child = pulumi.ResourceOptions(parent=self)
         self.instances, self.hosts, self.ca_pems = [], [], []
-        for index in range(cfg.scale.read_replicas):
+        for index in range(scale.read_replicas):
+            # Cloud SQL keeps a deleted instance's name for up to a week (lifecycle rules), as for the
+            # primary: a suffix drawn once (no perpetual diff), redrawn with every input that replaces it.
+            suffix = instance_suffix(
+                f"{name}-{index}-id",
+                {"project": settings.project, "region": settings.region, "masterInstanceName": primary.instance.name},
+                child,
+            )
+            base = f"{meta.prefix}-pg-replica-{index}"
             replica = gcp.sql.DatabaseInstance(
                 f"{name}-{index}",
-                name=f"{cfg.prefix}-pg-replica-{index}",  # stable: names with random parts diff forever
+                name=suffix.apply(functools.partial(_suffixed, base)),
                 project=settings.project,
                 region=settings.region,
                 database_version=DATABASE_VERSION,
@@ -60,7 +71,7 @@ class Replicas(pulumi.ComponentResource):
                 deletion_protection=db.deletion_protection,
                 settings=gcp.sql.DatabaseInstanceSettingsArgs(
                     edition=settings.edition,  # the primary's; explicit, as on the primary
-                    tier=cfg.scale.replica_class,
+                    tier=scale.replica_class,
                     availability_type="ZONAL",  # a replica is itself the spare; REGIONAL stays on the primary
                     deletion_protection_enabled=db.deletion_protection,
                     disk_type="PD_SSD",
@@ -90,10 +101,13 @@ class Replicas(pulumi.ComponentResource):
                         gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs(name=flag, value=value)
                         for flag, value in DATABASE_FLAGS
                     ],
-                    user_labels={**cfg.labels, "role": "read-replica"},
+                    user_labels={**meta.labels, "role": "read-replica"},
                 ),
                 opts=pulumi.ResourceOptions(
                     parent=self,
+                    # Production keeps `protect` on every Cloud SQL instance (lifecycle rules): removing
+                    # a replica there takes `pulumi state unprotect` first, like the primary.
+                    protect=meta.production,
                     # Autoresize grows the disk; the size is the primary's at creation (no shrink plan).
                     ignore_changes=["settings.diskSize"],
                 ),
@@ -103,15 +117,15 @@ class Replicas(pulumi.ComponentResource):
             )
             zone = gcp.dns.ManagedZone(
                 f"{name}-{index}-dns",
-                name=f"{cfg.prefix}-pg-replica-{index}",
+                name=f"{meta.prefix}-pg-replica-{index}",
                 project=settings.project,
                 dns_name=host.apply(lambda h: f"{h}."),
                 visibility="private",
-                description=f"{cfg.prefix}: read replica {index}'s name, inside the VPC only",
+                description=f"{meta.prefix}: read replica {index}'s name, inside the VPC only",
                 private_visibility_config=gcp.dns.ManagedZonePrivateVisibilityConfigArgs(
                     networks=[gcp.dns.ManagedZonePrivateVisibilityConfigNetworkArgs(network_url=network_id)],
                 ),
-                labels=cfg.labels,
+                labels=meta.labels,
                 opts=child,
             )
             gcp.dns.RecordSet(
@@ -128,3 +142,7 @@ class Replicas(pulumi.ComponentResource):
             self.hosts.append(host)
             self.ca_pems.append(pulumi.Output.unsecret(replica.server_ca_certs.apply(ca_bundle)))
         self.register_outputs({"hosts": self.hosts})
+
+
+def _suffixed(base: str, hex_: str) -> str:
+    return f"{base}-{hex_}"

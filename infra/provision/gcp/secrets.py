@@ -9,7 +9,7 @@ import hashlib
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config import StackConfig
+from infra.config import DatabaseSettings, GcpSettings, StackMeta
 from infra.contract import USER_ROLES
 from infra.provision.passwords import generated_password, secret_document
 
@@ -23,7 +23,8 @@ def member_suffix(member: str) -> str:
 
 def stored_secret(
     name: str,
-    cfg: StackConfig,
+    meta: StackMeta,
+    settings: GcpSettings,
     *,
     secret_id: str,
     role: str,
@@ -36,16 +37,14 @@ def stored_secret(
     version: whoever reads it (the in-``up`` migrate step) waits until the password is stored,
     not only until the empty secret exists.
     """
-    assert cfg.gcp is not None
-    settings = cfg.gcp
     child = pulumi.ResourceOptions(parent=parent)
     secret = gcp.secretmanager.Secret(
         name,
         secret_id=secret_id,
         project=settings.project,
         replication=gcp.secretmanager.SecretReplicationArgs(auto=gcp.secretmanager.SecretReplicationAutoArgs()),
-        labels={**cfg.labels, "role": role},
-        deletion_protection=cfg.production,  # production: `pulumi destroy` cannot drop a credential
+        labels={**meta.labels, "role": role},
+        deletion_protection=meta.production,  # production: `pulumi destroy` cannot drop a credential
         opts=child,
     )
     version = gcp.secretmanager.SecretVersion(
@@ -74,7 +73,9 @@ class UserSecrets(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        cfg: StackConfig,
+        meta: StackMeta,
+        settings: GcpSettings,
+        db: DatabaseSettings,
         *,
         host: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
@@ -86,12 +87,11 @@ class UserSecrets(pulumi.ComponentResource):
             password = generated_password(f"{name}-{role}", role, child)
             self.names[role] = stored_secret(
                 f"{name}-{role}",
-                cfg,
-                secret_id=f"{cfg.prefix}-postgres-{role}",
+                meta,
+                settings,
+                secret_id=f"{meta.prefix}-postgres-{role}",
                 role=role,
-                document=secret_document(
-                    role, password.result, host=host, port=cfg.database.port, dbname=cfg.database.name
-                ),
+                document=secret_document(role, password.result, host=host, port=db.port, dbname=db.name),
                 parent=self,
             )
         self.register_outputs({"names": self.names})

@@ -10,7 +10,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +166,25 @@ def test_the_jump_host_only_forwards_and_the_database_is_private(
                 forward.terminate()
             out, _ = forward.communicate(timeout=10)
         assert "administratively prohibited" in out
+        # nor the database's Unix socket (trust for its superuser): no Unix-socket forwarding at all
+        local_socket = tmp_path / "pg.sock"
+        server_socket = demo / "pg" / "run" / f".s.PGSQL.{state.pg_port}"
+        with subprocess.Popen(
+            [*_ssh_argv_for_forward(demo, state), "-L", f"{local_socket}:{server_socket}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as forward:
+            try:
+                _wait_for(local_socket.exists)
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.settimeout(5)
+                    sock.connect(str(local_socket))
+                    assert sock.recv(64) == b""
+            finally:
+                forward.terminate()
+            out, _ = forward.communicate(timeout=10)
+        assert "open failed" in out  # no stream-local forwarding; the socket directory is the server user's alone
 
         # 3. the database's port is not on this machine's network; the tunnel reaches it with TLS
         with pytest.raises(ConnectionRefusedError):
@@ -202,6 +221,14 @@ def _ssh_argv_for_forward(demo: Path, state: DemoState) -> list[str]:
         "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-p", str(state.sshd_port),
         "-l", jump.user, "127.0.0.1",
     ]  # fmt: skip
+
+
+def _wait_for(ready: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() >= deadline:
+            raise AssertionError("the forward never listened")
+        time.sleep(0.05)
 
 
 def _wait_listening(port: int, timeout: float = 15.0) -> None:

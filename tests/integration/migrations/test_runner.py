@@ -197,7 +197,7 @@ def test_rollback_runs_down_sections_and_refuses_without_one(
     commands.migrate(target)
     mig_dir.write(4, "irreversible", "CREATE TABLE d (id bigint);")
     commands.migrate(target)
-    with pytest.raises(MigrationError, match=r"no '-- migrate:down' section in 0004_irreversible\.sql"):
+    with pytest.raises(MigrationError, match=r"0004_irreversible\.sql has no '-- migrate:down' section"):
         commands.rollback(target, to=2)
     # refused before any SQL
     assert table_exists(pg_db, "c")

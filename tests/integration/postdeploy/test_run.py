@@ -30,6 +30,7 @@ from infra.local.pg import LocalPostgres
 from infra.migrations.connection import ConnectionSpec
 from infra.migrations.ledger import LEDGER_SCHEMA
 from infra.migrations.source import Migration
+from infra.migrations.steps import Action, Outcome
 from infra.postdeploy.run import Deployment, PostDeployOptions, PostDeployReport, engine_steps, run_postdeploy
 from infra.postdeploy.secrets import Credential, Credentials, StaticSecrets
 from infra.postdeploy.tunnel import SshTunnel
@@ -167,7 +168,7 @@ class _KillTunnelAt:
     def lock_waiting(self, holder: object) -> None:
         pass
 
-    def started(self, migration: Migration, action: str) -> None:
+    def started(self, migration: Migration, action: Action) -> None:
         if migration.label == self.label and self.tunnel is not None and self.tunnel.pid is not None:
             os.kill(self.tunnel.pid, signal.SIGKILL)
             with pytest.raises(TunnelError):
@@ -176,7 +177,7 @@ class _KillTunnelAt:
     def retrying(self, migration: Migration, attempt: int, delay: float, reason: str) -> None:
         pass
 
-    def finished(self, migration: Migration, action: str, ms: float) -> None:
+    def finished(self, migration: Migration, action: Action, outcome: Outcome, ms: float) -> None:
         pass
 
 
@@ -263,6 +264,26 @@ def test_dry_run_lists_pending_and_applies_nothing(stack: Stack, dbname: str) ->
     report = _run(stack, dbname, _credentials(stack), options=PostDeployOptions(dry_run=True))
     assert list(report.migrations_pending) == MIGRATIONS
     assert report.migrations_applied == ()
+
+
+def test_the_bootstrap_creates_the_deployments_extensions_once(stack: Stack, dbname: str) -> None:
+    """Item 6: Cloud SQL deployments ask for pgaudit (not in this PostgreSQL build); pgcrypto stands in,
+    created by the same non-superuser admin path the cloud's admin takes."""
+    creds = _credentials(stack)
+
+    def run() -> PostDeployReport:
+        return run_postdeploy(
+            Deployment("itest", "local", Environment.DEV, TLS_NAME, dbname, extensions=("pgcrypto",)),
+            credentials=creds,
+            tunnel=SshTunnel(stack.jump.ssh_options(), "127.0.0.1", stack.cluster.port),
+            ca_file=stack.cluster.tls.ca_cert,
+        )
+
+    assert "create extension pgcrypto" in run().bootstrap
+    assert "create extension pgcrypto" not in run().bootstrap
+    with psycopg.connect(stack.cluster.superuser_conninfo(dbname)) as conn:
+        row = conn.execute("SELECT extowner::regrole::text FROM pg_extension WHERE extname = 'pgcrypto'").fetchone()
+    assert row == (ADMIN,)
 
 
 def _stack_files(stack: Stack, dbname: str, creds: Credentials, tmp_path: Path) -> tuple[dict[str, Any], Path, Path]:

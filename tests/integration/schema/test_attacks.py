@@ -258,3 +258,33 @@ def test_the_owner_rewrites_the_ledger_only_through_ddl_that_the_server_logs(
         f"{owner.name}@{schema_db.name} LOG:  statement: "
         "ALTER TABLE app.coin_transactions DISABLE TRIGGER coin_transactions_append_only"
     ) in log
+
+
+# -- the documents table ----------------------------------------------------------------------
+
+
+def test_documents_are_tenant_scoped_and_cannot_point_at_another_tenants_user(
+    world: World, login_as: LoginFactory
+) -> None:
+    insert = (
+        "INSERT INTO app.documents (tenant_id, user_id, title, content_hash, metadata)"
+        " VALUES (%s, %s, 'Q3 report', sha256('q3'::bytea), '{\"kind\": \"report\"}')"
+    )
+    with login_as("app_readwrite").connect() as conn:
+        with conn.transaction():
+            use_tenant(conn, world.tenant_a)
+            conn.execute(insert, (world.tenant_a, world.user_a))
+        # tenant A's document naming tenant B's user: the composite foreign key refuses it
+        refused = _attempt(conn, world.tenant_a, insert, (world.tenant_a, world.user_b))
+        assert isinstance(refused, errors.ForeignKeyViolation)
+        assert refused.diag.constraint_name == "documents_user_fkey"
+        # and a row for tenant B from A's context: row-level security refuses it
+        assert isinstance(
+            _attempt(conn, world.tenant_a, insert, (world.tenant_b, world.user_b)), errors.InsufficientPrivilege
+        )
+        with conn.transaction():
+            use_tenant(conn, world.tenant_b)
+            assert conn.execute("SELECT count(*) FROM app.documents").fetchone() == (0,)
+            use_tenant(conn, world.tenant_a)
+            found = conn.execute("SELECT title, metadata->>'kind' FROM app.documents").fetchall()
+            assert found == [("Q3 report", "report")]

@@ -16,7 +16,10 @@ import pytest
 from pulumi.automation import CommandResult, EngineEvent, OpMap, PreviewResult
 from pulumi.automation.errors import CommandError
 
-from infra.drift.cli import DriftReport, infra_drift, render, run_drift
+from infra.drift.cli import DriftOptions, run_drift
+from infra.drift.infra import infra_drift, resource_severity
+from infra.drift.model import Severity
+from infra.drift.report import render_json, render_markdown, render_text
 from infra.errors import AutomationError
 
 RECORDED = Path(__file__).resolve().parents[2] / "fixtures" / "automation"
@@ -58,10 +61,13 @@ def test_clean_stack_has_no_drift() -> None:
 
 def test_console_changes_are_named_by_urn_and_property() -> None:
     items = infra_drift(RecordedStack("refresh-drifted.json", "preview-clean.json"))
-    by_type = {item.subject.rsplit("$", 1)[-1].split("::")[0]: item for item in items}
+    by_type = {item.object.rsplit("$", 1)[-1].split("::")[0]: item for item in items}
     assert set(by_type) == {"aws:rds/instance:Instance", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"}
-    assert by_type["aws:rds/instance:Instance"].detail == "update (tags, tagsAll)"
-    assert by_type["aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"].detail == "delete"
+    tags = by_type["aws:rds/instance:Instance"]
+    assert (tags.attribute, tags.actual, tags.severity) == ("tags, tagsAll", "update", Severity.COSMETIC)
+    rule = by_type["aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"]
+    assert (rule.attribute, rule.actual, rule.severity) == ("(resource)", "delete", Severity.SECURITY)
+    assert rule.expected == "as recorded in the Pulumi state"
     assert all(item.check == "refresh" for item in items)
 
 
@@ -69,13 +75,14 @@ def test_a_perpetual_diff_in_preview_is_drift() -> None:
     items = infra_drift(RecordedStack("refresh-clean.json", "preview-perpetual.json"))
     assert len(items) == 1
     assert items[0].check == "preview"
-    assert "parameterGroup" in items[0].subject
-    assert items[0].detail == "update (parameters)"
+    assert "parameterGroup" in items[0].object
+    assert (items[0].attribute, items[0].actual) == ("parameters", "update")
+    assert items[0].severity is Severity.SECURITY  # rds.force_ssl lives in the parameters
 
 
 def test_counts_without_step_events_still_report_drift() -> None:
     items = infra_drift(RecordedStack("refresh-clean.json", "preview-summary-only.json"))
-    assert [(i.subject, i.detail) for i in items] == [("(stack)", "1 to replace")]
+    assert [(i.object, i.actual) for i in items] == [("(stack)", "1 to replace")]
 
 
 def test_engine_failure_is_an_error_without_secrets() -> None:
@@ -96,23 +103,41 @@ def test_engine_failure_is_an_error_without_secrets() -> None:
 
 
 def test_report_json_and_exit_semantics(tmp_path: Path) -> None:
+    options = DriftOptions(migrations_dir=tmp_path, check_schema=False)
     report = run_drift(
         "prod",
-        migrations_dir=tmp_path,
-        check_schema=False,
+        options,
         stack_factory=lambda name, work_dir: RecordedStack("refresh-drifted.json", "preview-clean.json"),
     )
-    assert isinstance(report, DriftReport)
     assert report.drifted
-    doc = json.loads(render(report, as_json=True))
+    doc = json.loads(render_json(report))
     assert doc["drifted"] is True
     assert doc["checks"] == ["infra"]
-    assert len(doc["items"]) == 2
+    assert doc["counts"] == {"security": 1, "structure": 0, "cosmetic": 1}
+    assert [i["severity"] for i in doc["items"]] == ["security", "cosmetic"]  # most urgent first
+    markdown = render_markdown(report)
+    assert markdown.index("### Security (1)") < markdown.index("### Cosmetic (1)")
     clean = run_drift(
         "prod",
-        migrations_dir=tmp_path,
-        check_schema=False,
+        options,
         stack_factory=lambda name, work_dir: RecordedStack("refresh-clean.json", "preview-clean.json"),
     )
     assert not clean.drifted
-    assert render(clean, as_json=False).endswith("no drift")
+    assert render_text(clean).endswith("no drift")
+    assert "no drift" in render_markdown(clean).splitlines()[1]
+
+
+@pytest.mark.parametrize(
+    ("type_", "properties", "severity"),
+    [
+        ("aws:ec2/securityGroup:SecurityGroup", ["description"], Severity.SECURITY),
+        ("gcp:compute/firewall:Firewall", [], Severity.SECURITY),
+        ("aws:rds/instance:Instance", ["publiclyAccessible"], Severity.SECURITY),
+        ("gcp:sql/databaseInstance:DatabaseInstance", ["settings.ipConfiguration"], Severity.SECURITY),
+        ("aws:rds/instance:Instance", ["allocatedStorage"], Severity.STRUCTURE),
+        ("aws:rds/instance:Instance", ["tags", "tagsAll"], Severity.COSMETIC),
+        ("aws:rds/instance:Instance", [], Severity.STRUCTURE),
+    ],
+)
+def test_resource_severity(type_: str, properties: list[str], severity: Severity) -> None:
+    assert resource_severity(type_, properties) is severity

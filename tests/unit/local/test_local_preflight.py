@@ -23,3 +23,15 @@ def test_missing_tools_are_listed_before_anything_starts(
     assert "postgresql 16 binary 'postgres' not found" in err
     assert "run `make install`" in err
     assert not demo.exists()  # nothing was started or written
+
+
+def test_the_server_processes_get_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.local.pg import server_env
+
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "aws-secret")
+    monkeypatch.setenv("PULUMI_ACCESS_TOKEN", "pul-secret")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    env = server_env()
+    assert env["LANG"] == "C.UTF-8"
+    assert "AWS_SESSION_TOKEN" not in env
+    assert "PULUMI_ACCESS_TOKEN" not in env

@@ -1,17 +1,13 @@
-"""Migration files: parsing, directives, statement splitting, checksums, and the pure validation."""
+"""Migration files: names and versions, dbmate's format, directives, checksums, refusals with file:line."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
 
 from infra.errors import MigrationParseError
-from infra.migrations.ledger import AppliedMigration
-from infra.migrations.locks import lock_mode
-from infra.migrations.runner import check
-from infra.migrations.source import checksum, load, manifest, parse, split_statements
+from infra.migrations.source import checksum, load, manifest, parse, version_of
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
@@ -45,7 +41,7 @@ def test_parse_sections_directives_and_statements(tmp_path: Path) -> None:
     assert not mig.directives.no_transaction
     assert [s.line for s in mig.up] == [6, 7, 8, 10]
     assert mig.up[1].text.endswith("SELECT 2; END")
-    assert "-- migrate:down" in mig.up[2].text  # inside a dollar quote it is SQL, not a directive
+    assert "-- migrate:down" in mig.up[2].text  # not at column 0, and inside a dollar quote: SQL
     assert mig.up[3].text.endswith("E'it\\'s;')")
     assert [s.text for s in mig.down] == ["DROP TABLE a"]
     assert mig.reversible
@@ -68,24 +64,33 @@ def test_checksum_ignores_bom_and_line_endings_only(tmp_path: Path) -> None:
     [
         ("SELECT 1;\n", r"0001_x\.sql:1: no '-- migrate:up'"),
         ("SELECT 1;\n-- migrate:up\nSELECT 2;\n", r"0001_x\.sql:1: SQL before '-- migrate:up'"),
+        ("/* licence */\n-- migrate:up\nSELECT 2;\n", r"0001_x\.sql:1: SQL before '-- migrate:up'"),
         ("-- migrate:up\n-- migrate:up\nSELECT 1;\n", r"0001_x\.sql:2: directive 'migrate:up' repeated"),
         ("-- migrate:down\nSELECT 1;\n-- migrate:up\n", r"0001_x\.sql:1: '-- migrate:down' comes before"),
         ("-- migrate:up\n-- migrate:frobnicate\nSELECT 1;\n", r"0001_x\.sql:2: unknown directive 'migrate:frobnicate'"),
         ("-- migrate:up\n-- migrate:lock-timeout soon\nSELECT 1;\n", r"0001_x\.sql:2: 'migrate:lock-timeout' needs"),
+        ("-- migrate:up\n-- migrate:lock-timeout 0s\nSELECT 1;\n", r"0001_x\.sql:2: .* above zero"),
         ("-- migrate:up\n-- migrate:no-transaction yes\nSELECT 1;\n", r"0001_x\.sql:2: .* takes no argument"),
-        ("-- migrate:up\n-- only a comment\n", r"0001_x\.sql:1: the up section has no SQL"),
-        ("-- migrate:up\nSELECT 'open;\n", r"0001_x\.sql:2: unterminated"),
+        ("-- migrate:up transaction:FALSE\nSELECT 1;\n", r"0001_x\.sql:1: 'transaction:FALSE' is neither"),
+        ("-- migrate:up foo:bar\nSELECT 1;\n", r"0001_x\.sql:1: unknown option 'foo:bar'"),
+        ("-- migrate:up\nSELECT 'open;\n", r"0001_x\.sql:2: unterminated quoted string"),
         ("-- migrate:up\nSELECT 1;\nCOMMIT;\n", r"0001_x\.sql:3: transaction control"),
         ("-- migrate:up\nBEGIN;\nSELECT 1;\n", r"0001_x\.sql:2: transaction control"),
         (
             "-- migrate:up\nCREATE INDEX CONCURRENTLY i ON t (a);\n",
-            r"0001_x\.sql:2: this statement cannot run inside a transaction; add '-- migrate:no-transaction'",
+            r"0001_x\.sql:2: this statement cannot run inside a transaction; fix: add transaction:false to its "
+            r"'-- migrate:up' line",
+        ),
+        (
+            "-- migrate:up\nSELECT 1;\n-- migrate:down\nDROP INDEX CONCURRENTLY i;\n",
+            r"0001_x\.sql:4: .* add transaction:false to its '-- migrate:down' line",
         ),
         ("-- migrate:up\nVACUUM t;\n", r"0001_x\.sql:2: this statement cannot run inside a transaction"),
         ("-- migrate:up\nSELECT 1;\n\\i other.sql\n", r"0001_x\.sql:3: psql meta-commands"),
-        ("-- migrate:up\n-- migrate:no-transaction\nDISCARD ALL;\n", r"0001_x\.sql:3: DISCARD and pg_advisory"),
-        ("-- migrate:up\nSELECT pg_advisory_unlock_all();\n", r"0001_x\.sql:2: DISCARD and pg_advisory"),
-        ("-- migrate:up\nCOPY t (a) FROM stdin;\n", r"0001_x\.sql:2: psql meta-commands and COPY FROM STDIN"),
+        ("-- migrate:up transaction:false\nDISCARD ALL;\n", r"0001_x\.sql:2: discard would release"),
+        ("-- migrate:up\nCOPY t (a) FROM stdin;\n", r"0001_x\.sql:2: copy from stdin"),
+        ("-- migrate:up\n-- migrate:irreversible\nSELECT 1;\n-- migrate:down\nSELECT 2;\n", r"0001_x\.sql:2: marked"),
+        ("-- migrate:up\nSELECT 1;\n-- migrate:no-transaction\n-- migrate:down transaction:false\n", r"both given"),
     ],
 )
 def test_parse_errors_name_file_and_line(tmp_path: Path, text: str, error: str) -> None:
@@ -93,136 +98,100 @@ def test_parse_errors_name_file_and_line(tmp_path: Path, text: str, error: str) 
         parse(_write(tmp_path, "0001_x.sql", text))
 
 
-def test_no_transaction_allows_concurrent_statements_and_rollback_to_savepoint(tmp_path: Path) -> None:
+def test_dbmate_transaction_false_on_up_and_down_separately(tmp_path: Path) -> None:
     mig = parse(
         _write(
             tmp_path,
             "0001_x.sql",
-            "-- migrate:up\n-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);\nVACUUM t;\n",
+            "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY i ON t (a);\nVACUUM t;\n"
+            "-- migrate:down\nDROP TABLE t;\n",
         )
     )
     assert mig.directives.no_transaction
-    assert len(mig.statements) == 2
-    tx = parse(_write(tmp_path, "0002_y.sql", "-- migrate:up\nSAVEPOINT s;\nSELECT 1;\nROLLBACK TO SAVEPOINT s;\n"))
+    assert (mig.up_section.transaction, mig.down_section and mig.down_section.transaction) == (False, True)
+    down_only = parse(
+        _write(tmp_path, "0002_y.sql", "-- migrate:up\nSELECT 1;\n--migrate:down   transaction:false\nVACUUM t;\n")
+    )
+    assert not down_only.directives.no_transaction
+    assert down_only.down_section is not None
+    assert not down_only.down_section.transaction
+    tx = parse(_write(tmp_path, "0003_z.sql", "-- migrate:up\nSAVEPOINT s;\nSELECT 1;\nROLLBACK TO SAVEPOINT s;\n"))
     assert len(tx.up) == 3
 
 
-def test_file_names_and_duplicate_versions(tmp_path: Path) -> None:
-    with pytest.raises(MigrationParseError, match=r"NNNN_slug\.sql"):
-        parse(_write(tmp_path, "1_Bad-Name.sql", "-- migrate:up\nSELECT 1;\n"))
-    (tmp_path / "1_Bad-Name.sql").unlink()
-    _write(tmp_path, "0001_a.sql", "-- migrate:up\nSELECT 1;\n")
-    _write(tmp_path, "0001_b.sql", "-- migrate:up\nSELECT 1;\n")
-    with pytest.raises(MigrationParseError, match=r"0001_b\.sql: version 1 is also used by 0001_a\.sql"):
-        load(tmp_path)
-    assert load(tmp_path / "absent") == ()
-
-
-def test_split_statements_edge_cases() -> None:
-    sql = (
-        'SELECT ";" AS "a""b";\n'
-        "/* nested /* ; */ still comment ; */ SELECT 2;\n"
-        "DO $$ BEGIN PERFORM 1; END $$;\n"
-        "SELECT $1::text, a$b FROM t;\n"
-        "-- trailing comment only\n"
-    )
-    stmts = split_statements(sql)
-    assert [s.line for s in stmts] == [1, 2, 3, 4]
-    assert stmts[2].text == "DO $$ BEGIN PERFORM 1; END $$"
-    assert stmts[0].sha256 != stmts[1].sha256
-
-
-def _row(version: int, name: str, sha: str, status: str = "applied", **kw: object) -> AppliedMigration:
-    return AppliedMigration(
-        version=version,
-        name=name,
-        checksum=sha,
-        status=status,
-        transaction_mode=str(kw.pop("mode", "transaction")),
-        applied_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-        duration_ms=1.0,
-        applied_by="me@host",
-        db_user="admin",
-        run_id="r",
-        **kw,  # type: ignore[arg-type]
-    )
-
-
-def test_check_reports_every_problem_with_its_fix(tmp_path: Path) -> None:
-    for v, name in ((1, "a"), (2, "b"), (4, "d"), (5, "e")):
-        _write(tmp_path, f"{v:04d}_{name}.sql", f"-- migrate:up\nSELECT {v};\n")
-    migs = load(tmp_path)
-    rows = [
-        _row(1, "a", migs[0].checksum),
-        _row(2, "b", "0" * 64),  # changed
-        _row(3, "c", "1" * 64),  # file missing
-        _row(5, "e", migs[3].checksum),
-    ]
-    validation = check(migs, rows)
-    kinds = {(p.kind, p.file) for p in validation.problems}
-    assert kinds == {("changed", "0002_b.sql"), ("missing", "0003_c.sql"), ("out-of-order", "0004_d.sql")}
-    text = "\n".join(p.message for p in validation.problems)
-    assert "repair --version 2" in text
-    assert "renumber it above 0005" in text
-    assert validation.pending == ()
-
-
-def test_check_resumes_partial_and_stops_on_failed_or_changed(tmp_path: Path) -> None:
-    _write(tmp_path, "0001_a.sql", "-- migrate:up\n-- migrate:no-transaction\nSELECT 1;\nSELECT 2;\nSELECT 3;\n")
-    (mig,) = load(tmp_path)
-    done = tuple(s.sha256 for s in mig.up[:2])
-    partial = _row(
-        1,
-        "a",
-        mig.checksum,
-        "partial",
-        mode="no-transaction",
-        statements_applied=2,
-        statements_total=3,
-        statement_hashes=done,
-    )
-    v = check([mig], [partial])
-    assert v.ok
-    assert v.todo() == (mig,)
-    failed = _row(
-        1,
-        "a",
-        mig.checksum,
-        "failed",
-        mode="no-transaction",
-        statements_applied=2,
-        statements_total=3,
-        statement_hashes=done,
-        last_error="boom",
-    )
-    assert [p.kind for p in check([mig], [failed]).problems] == ["failed"]
-    assert check([mig], [failed], retry_failed=True).ok
-    changed = _row(
-        1,
-        "a",
-        mig.checksum,
-        "partial",
-        mode="no-transaction",
-        statements_applied=2,
-        statements_total=3,
-        statement_hashes=("x", "y"),
-    )
-    assert [p.kind for p in check([mig], [changed]).problems] == ["partial-changed"]
+def test_empty_sections_are_noops_and_irreversibility_is_explicit(tmp_path: Path) -> None:
+    empty = parse(_write(tmp_path, "0001_a.sql", "-- migrate:up\n-- nothing yet\n-- migrate:down\n/* nothing */\n"))
+    assert empty.up_section.empty
+    assert empty.down_section is not None
+    assert empty.down_section.empty
+    assert empty.reversible  # an empty down section is a no-op rollback
+    marked = parse(_write(tmp_path, "0002_b.sql", "-- migrate:up\nSELECT 1;\n-- migrate:irreversible drops data\n"))
+    assert not marked.reversible
+    assert marked.irreversible_reason() == "0002_b.sql is marked '-- migrate:irreversible' (line 3)"
+    no_down = parse(_write(tmp_path, "0003_c.sql", "-- migrate:up\nSELECT 1;\n"))
+    assert no_down.irreversible_reason() == "0003_c.sql has no '-- migrate:down' section"
+    # indented, the marker is a comment (dbmate reads directives at column 0 only)
+    indented = parse(_write(tmp_path, "0004_d.sql", "-- migrate:up\nSELECT 1;\n  -- migrate:down\nSELECT 2;\n"))
+    assert indented.down_section is None
+    assert len(indented.up) == 2
 
 
 @pytest.mark.parametrize(
-    ("stmt", "mode", "table"),
+    ("raw", "error"),
     [
-        ("CREATE INDEX CONCURRENTLY i ON app.t (a)", "SHARE UPDATE EXCLUSIVE", "app.t"),
-        ("CREATE UNIQUE INDEX i ON t (a)", "SHARE", "t"),
-        ("ALTER TABLE t ADD COLUMN c int", "ACCESS EXCLUSIVE", "t"),
-        ("ALTER TABLE t VALIDATE CONSTRAINT c", "SHARE UPDATE EXCLUSIVE", "t"),
-        ("-- why\nINSERT INTO t VALUES (1)", "ROW EXCLUSIVE", "t"),
-        ("CREATE TABLE n (id bigint)", "none", None),
-        ("GRANT SELECT ON t TO r", "catalog only", None),
-        ("CLUSTER t", "unknown", None),
+        (b"-- migrate:up\nSELECT 1;\nSELECT '\x00';\n", r"0001_x\.sql:3: nul byte in the file; fix: remove it"),
+        (b"-- migrate:up\n\nSELECT '\xff';\n", r"0001_x\.sql:3: not valid utf-8; fix: save the file as UTF-8"),
     ],
 )
-def test_lock_modes_for_plan(stmt: str, mode: str, table: str | None) -> None:
-    got_mode, got_table, _ = lock_mode(stmt)
-    assert (got_mode, got_table) == (mode, table)
+def test_nul_bytes_and_invalid_utf8_are_refused_with_the_line(tmp_path: Path, raw: bytes, error: str) -> None:
+    path = tmp_path / "0001_x.sql"
+    path.write_bytes(raw)
+    with pytest.raises(MigrationParseError, match=error):
+        parse(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [
+        ("0001_a.sql", 1),
+        ("000001_x.sql", 1),
+        ("20230101120000_CreateUsers.sql", 20230101120000),
+        ("12345678901234567890_big.sql", 12345678901234567890),
+        ("000020.sql", 20),
+        ("7_with-hyphen.sql", 7),
+    ],
+)
+def test_versions_are_ascii_digits_of_any_length(name: str, version: int) -> None:
+    assert version_of(name) == version
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("0008_x.SQL", r"0008_x\.SQL: .* ends in '\.sql' \(lowercase\); fix: rename it to '0008_x\.sql'"),
+        ("\u0660\u0660\u0660\u0668_x.sql", r": the version must be ASCII digits 0-9; fix: rename it to '0008_x\.sql'"),
+        ("notes.txt", r"notes\.txt: not a migration file name .*; fix: rename it like 0001_create_users\.sql"),
+        ("0009_bad name.sql", r"the slug may hold only letters, digits, '_' and '-'"),
+    ],
+)
+def test_other_names_are_refused_with_the_fix(name: str, error: str) -> None:
+    with pytest.raises(MigrationParseError, match=error):
+        version_of(name)
+
+
+def test_load_keeps_going_past_broken_files_and_orders_numerically(tmp_path: Path) -> None:
+    _write(tmp_path, "10_b.sql", "-- migrate:up\nSELECT 10;\n")
+    _write(tmp_path, "9_a.sql", "-- migrate:up\nSELECT 9;\n")
+    _write(tmp_path, "11_c.sql", "-- migrate:up\nSELEC 11;\n")
+    _write(tmp_path, "0012_d.sql", "-- migrate:up\nSELECT 12;\n")
+    _write(tmp_path, "12_e.sql", "-- migrate:up\nSELECT 12;\n")
+    _write(tmp_path, "0013_f.SQL", "-- migrate:up\nSELECT 13;\n")
+    _write(tmp_path, ".hidden", "ignored")
+    source = load(tmp_path)
+    assert [m.filename for m in source.migrations] == ["9_a.sql", "10_b.sql"]
+    broken = {b.filename: (b.version, str(b.error)) for b in source.broken}
+    assert broken["11_c.sql"] == (11, '11_c.sql:2: syntax error at or near "SELEC"')
+    assert broken["0012_d.sql"][1] == "0012_d.sql: version 12 is also used by 12_e.sql; fix: renumber one of them"
+    assert broken["12_e.sql"][0] == 12
+    assert broken["0013_f.SQL"][0] is None
+    assert load(tmp_path / "absent").migrations == ()

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from infra.provision.mocks import UNKNOWN, RecordedResource, Synthesis, plain
-from policy.rules import RULES
+from infra.provision.recording import UNKNOWN, RecordedResource, Synthesis, plain
+from policy.rules import RULES, stack_violations
 from tests.fixtures.stack import AWS_BASE, GCP_BASE, full, synth
 
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq0mZ9Q1bq7i8zjYb5rQx5gkY2u9d0tY0d5b0jZ3QyW ops@example"
@@ -166,7 +166,7 @@ def aws_scale() -> Synthesis:
 
 
 def test_every_policy_names_its_control_and_is_unique() -> None:
-    assert len(RULE_NAMES) == len(RULES) == 19
+    assert len(RULE_NAMES) == len(RULES) == 21
     for rule in RULES:
         assert rule.description.startswith(("FSBP ", "CIS GCP ", "Project rule")), rule.name
         assert rule.name == rule.name.lower().replace(" ", "-")
@@ -270,6 +270,7 @@ BACKUP = "settings__backupConfiguration__"
 VM = "private-postgres-dev-bastion-instance"
 SSH_FW = "private-postgres-dev-bastion-ssh-in"
 PROXY = "aws:rds/proxy:Proxy"
+SUBNET = "private-postgres-dev-net-subnet"
 
 BAD: tuple[Bad, ...] = (
     Bad("rds-not-public", "FSBP RDS.2", "aws", DB, {"publiclyAccessible": True}),
@@ -320,6 +321,17 @@ BAD: tuple[Bad, ...] = (
     Bad("cloudsql-backups-pitr", "CIS GCP 6.7", "gcp", SQL, {f"{BACKUP}enabled": False}),
     Bad("cloudsql-pgaudit", "CIS GCP 6.2.8", "gcp", SQL, {"settings__databaseFlags__0__value": "off"}),
     Bad("cloudsql-pgaudit", "CIS GCP 6.2.8", "gcp", SQL, {"settings__databaseFlags": []}),
+    Bad("cloudsql-pgaudit", "pgaudit.log", "gcp", SQL, {"settings__databaseFlags__7__value": "none"}),
+    Bad("subnet-flow-logs", "CIS GCP 3.8", "gcp", SUBNET, {"logConfig__flowSampling": 0.5}),
+    Bad("subnet-flow-logs", "CIS GCP 3.8", "gcp", SUBNET, {"logConfig": DELETE}),
+    Bad(
+        "ssh-sources-narrow",
+        "FSBP EC2.13",
+        "aws",
+        ENDPOINT_RULE,
+        {"cidrIpv4": "0.0.0.0/1", "fromPort": 22.0, "toPort": 22.0},  # half the internet: not "anywhere"
+    ),
+    Bad("ssh-sources-narrow", "FSBP EC2.13", "aws", ENDPOINT_RULE, {"cidrIpv4": "10.0.0.0/23", "fromPort": 22.0}),
     Bad("compute-no-external-ip", "CIS GCP 4.9", "gcp", VM, {"networkInterfaces__0__accessConfigs": [{}]}),
     Bad("compute-shielded-vm", "CIS GCP 4.8", "gcp", VM, {"shieldedInstanceConfig__enableSecureBoot": False}),
     Bad("compute-shielded-vm", "CIS GCP 4.8", "gcp", VM, {"shieldedInstanceConfig__enableVtpm": False}),
@@ -380,3 +392,52 @@ def test_unknown_values_are_not_violations() -> None:
     with pytest.raises(UnknownInput) as info:
         reported(rds.type, inputs)
     assert info.value.path == ("publiclyAccessible",)
+
+
+# -- SSH address space (config sshAllowedCidrs, measured) ---------------------------------------
+
+
+def test_the_policy_limits_are_the_configs() -> None:
+    from infra.config import checks
+    from policy import rules
+
+    assert (rules.MIN_SSH_PREFIX, rules.MAX_SSH_ADDRESSES) == (checks.MIN_SSH_PREFIX, checks.MAX_SSH_ADDRESSES)
+
+
+def test_gcp_firewall_sources_that_add_up_to_the_internet_are_refused_whatever_the_pack_config() -> None:
+    result = gcp_synth(full(GCP_BASE, bastionMode="ssh", sshAllowedCidrs=SSH_CIDRS, sshPublicKey=SSH_KEY))
+    firewall = result.named(SSH_FW)
+    halves = ["0.0.0.0/1", "128.0.0.0/1"]
+    config = {"extraSshSourceRanges": halves}  # the firewall rule's own config cannot open them
+    found = reported(firewall.type, broken(firewall, sourceRanges=halves), config)
+    assert list(found) == ["ssh-sources-narrow"]
+    assert "'0.0.0.0/1'" in found["ssh-sources-narrow"][0]
+    many = [f"198.51.100.{i * 64}/26" for i in range(4)] + ["203.0.113.0/28"]  # each narrow, 272 in all
+    found = reported(firewall.type, broken(firewall, sourceRanges=many), {"extraSshSourceRanges": many})
+    assert list(found) == ["ssh-sources-narrow"]
+    assert "272 addresses" in found["ssh-sources-narrow"][0]
+    # IAP's own /20 is not counted: only Google's forwarders connect from it
+    assert reported(firewall.type, broken(firewall, sourceRanges=["35.235.240.0/20"])) == {}
+
+
+def test_aws_rules_on_one_group_add_up_in_the_stack_policy() -> None:
+    result = synth(full(AWS_BASE, bastionMode="ssh", sshAllowedCidrs=SSH_CIDRS, sshPublicKey=SSH_KEY))
+    resources = [(r.type, as_policy_props(r.inputs)) for r in result.resources]
+    assert list(stack_violations(resources)) == []
+    ssh_rule = next(r for r in result.resources if r.name == "private-postgres-dev-net-bastion-ssh-0")
+    # AWS declares one rule per CIDR: five /26 rules pass one by one and open 320 addresses together
+    extra = [broken(ssh_rule, cidrIpv4=f"198.51.{i}.0/26") for i in range(5)]
+    assert all(reported(ssh_rule.type, props) == {} for props in extra)
+    found = list(stack_violations([*resources, *((ssh_rule.type, as_policy_props(p)) for p in extra)]))
+    assert [name for name, _ in found] == ["ssh-address-space"]
+    assert "security group" in found[0][1]
+    assert "FSBP EC2.13" in found[0][1]
+
+
+@ENVIRONMENTS
+@MODES
+def test_every_program_graph_passes_the_stack_policies(environment: str, preview: bool) -> None:
+    for base in (AWS_BASE, GCP_BASE):
+        result = synth(full(base, environment=environment), preview=preview, stack=environment)
+        resources = [(r.type, as_policy_props(r.inputs)) for r in result.resources if r.custom]
+        assert list(stack_violations(resources)) == []

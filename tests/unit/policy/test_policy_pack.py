@@ -14,6 +14,7 @@ locally and fail in CI.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import select
 import subprocess
@@ -26,8 +27,8 @@ import pytest
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
-from infra.provision.mocks import UNKNOWN, RecordedResource, Synthesis
-from policy.rules import RULES
+from infra.provision.recording import UNKNOWN, RecordedResource, Synthesis
+from policy.rules import RULES, STACK_RULES
 from tests.fixtures.requirements import missing
 from tests.fixtures.stack import AWS_BASE, GCP_BASE, full, synth
 
@@ -111,10 +112,11 @@ def test_the_cli_sees_every_rule_as_a_mandatory_policy(analyzer: analyzer_pb2_gr
     assert info.name == "private-postgres-security"
     assert info.supportsConfig
     policies = {p.name: p for p in info.policies}
-    assert list(policies) == [rule.name for rule in RULES]
-    for rule in RULES:
-        assert policies[rule.name].description == rule.description
-        assert policies[rule.name].enforcementLevel == MANDATORY
+    assert list(policies) == [rule.name for rule in RULES] + [rule.name for rule in STACK_RULES]
+    described = [(rule.name, rule.description) for rule in RULES] + [(r.name, r.description) for r in STACK_RULES]
+    for name, description in described:
+        assert policies[name].description == description
+        assert policies[name].enforcementLevel == MANDATORY
     schema = json_format.MessageToDict(policies["firewall-ssh-only-from-iap"].configSchema.properties)
     assert schema["extraSshSourceRanges"]["type"] == "array"
 
@@ -175,3 +177,34 @@ def test_gcp_ssh_mode_passes_once_its_ranges_are_configured(analyzer: analyzer_p
         assert analyze_all(analyzer, result) == []
     finally:
         configure(analyzer, {})  # module-scoped server: leave it as the other tests expect
+
+
+def analyze_stack(stub: analyzer_pb2_grpc.AnalyzerStub, resources: list[RecordedResource]) -> list[str]:
+    request = analyzer_pb2.AnalyzeStackRequest()
+    for r in resources:
+        properties = struct_pb2.Struct()
+        json_format.ParseDict(dict(r.inputs), properties)
+        request.resources.append(
+            analyzer_pb2.AnalyzerResource(
+                type=r.type,
+                properties=properties,
+                urn=r.urn,
+                name=r.name,
+                options=analyzer_pb2.AnalyzerResourceOptions(),
+            )
+        )
+    return [d.policyName for d in stub.AnalyzeStack(request, timeout=30).diagnostics]
+
+
+def test_the_stack_policy_adds_up_ssh_sources_across_rule_resources(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
+    result = synth(full(AWS_BASE, bastionMode="ssh", sshAllowedCidrs='["203.0.113.0/28"]', sshPublicKey=SSH_KEY))
+    assert analyze_stack(analyzer, result.resources) == []
+    rule = result.named("private-postgres-dev-net-bastion-ssh-0")
+    # AWS declares one rule per CIDR: five /26 rules on the bastion's group open 320 addresses together
+    wider = [
+        dataclasses.replace(
+            rule, name=f"extra-{i}", urn=f"{rule.urn}-{i}", inputs={**rule.inputs, "cidrIpv4": f"198.51.{i}.0/26"}
+        )
+        for i in range(5)
+    ]
+    assert analyze_stack(analyzer, [*result.resources, *wider]) == ["ssh-address-space"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.provision.mocks import Synthesis, plain
+from infra.provision.recording import Synthesis, plain
 from tests.fixtures.stack import AWS_BASE, GCP_BASE, full, synth
 from tests.unit.policy.test_policy import DELETE, broken, reported, run_pack
 

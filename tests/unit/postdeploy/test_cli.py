@@ -11,7 +11,8 @@ import pytest
 from infra.cli import build_parser, main
 from infra.enums import Environment
 from infra.errors import ExitCode, InfraError
-from infra.postdeploy.cli import format_report, stack_aware
+from infra.migrations.cli import Common
+from infra.postdeploy.cli import format_report, route_through_stack
 from infra.postdeploy.run import PostDeployReport, Route
 from infra.postdeploy.secrets import Credential
 from infra.postdeploy.verify import Check, VerifyResult
@@ -62,36 +63,41 @@ def test_passwords_stay_out_of_reprs_and_printable_parameters() -> None:
     assert "s3cr3t-pw" not in repr(Credential("app", "s3cr3t-pw"))
 
 
-def _args(**values: object) -> argparse.Namespace:
-    base: dict[str, object] = {"stack": None, "host": None, "dsn": None, "pending": False, "target": None}
-    return argparse.Namespace(**(base | values))
+def _common(argv: list[str]) -> tuple[argparse.Namespace, Common]:
+    args = build_parser().parse_args(argv)
+    return args, Common.from_namespace(args)
 
 
 @pytest.mark.parametrize(
-    ("name", "values"),
+    ("verb", "argv"),
     [
-        ("status", {}),  # no --stack: the engine's own connection options
-        ("status", {"stack": "dev", "host": "db.internal"}),  # explicit connection wins
-        ("lint", {"stack": "dev"}),  # lint reads files only
-        ("synth", {"stack": "dev"}),  # not an engine verb
+        ("status", ["status"]),  # no --stack: the engine's own connection options
+        ("status", ["status", "--stack", "dev", "--host", "db.internal"]),  # explicit connection wins
+        ("plan", ["plan", "--stack", "dev", "--dsn", "host=db.internal"]),
     ],
 )
-def test_stack_aware_leaves_direct_connections_to_the_engine(name: str, values: dict[str, object]) -> None:
-    calls: list[str] = []
+def test_route_leaves_direct_connections_to_the_engine(verb: str, argv: list[str]) -> None:
+    namespace, common = _common(argv)
+    seen: list[Common] = []
 
-    def engine_handler(args: argparse.Namespace) -> int:
-        calls.append(name)
+    def run(routed: Common) -> int:
+        seen.append(routed)
         return 0
 
-    handler = stack_aware(name, engine_handler)
-    assert handler(_args(**values)) == 0
-    assert calls == [name]
+    assert route_through_stack(verb, namespace, common, run) == 0
+    assert seen == [common]
+
+
+def test_lint_without_pending_never_reaches_the_route(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # lint reads files only: with --stack it must not try to open a tunnel (no outputs here)
+    assert main(["lint", "--stack", "dev", "--migrations-dir", str(tmp_path)]) == ExitCode.OK
+    assert "0 file(s) linted" in capsys.readouterr().out
 
 
 def test_migrate_stack_refuses_a_target_version() -> None:
-    handler = stack_aware("migrate", lambda args: 0)
+    namespace, common = _common(["migrate", "--stack", "dev", "--target", "3"])
     with pytest.raises(InfraError, match="migrate --stack applies every pending migration"):
-        handler(_args(stack="dev", target=3))
+        route_through_stack("migrate", namespace, common, lambda routed: 0)
 
 
 def test_the_commands_are_registered() -> None:

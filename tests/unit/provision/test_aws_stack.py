@@ -4,12 +4,13 @@ in preview and non-preview mode, for dev and production."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from infra.contract import SshBastion, SsmBastion, StackOutputs
+from infra.contract import RdsInstance, SshBastion, SsmBastion, StackOutputs
 from infra.enums import Environment
-from infra.provision.mocks import Synthesis, is_secret
+from infra.provision.recording import Synthesis, is_secret
 from infra.provision.synth import render_text
 from tests.fixtures.stack import AWS_BASE, full, synth
 
@@ -44,7 +45,7 @@ def test_rds_is_private_encrypted_postgres16_with_managed_admin_secret(preview: 
     assert rds.input("username") == "pgadmin"
     assert rds.input("iamDatabaseAuthenticationEnabled") is True
     assert rds.input("caCertIdentifier") == "rds-ca-rsa2048-g1"
-    assert rds.input("enabledCloudwatchLogsExports") == ["postgresql", "upgrade"]
+    assert rds.input("enabledCloudwatchLogsExports") == ["iam-db-auth-error", "postgresql", "upgrade"]
     assert rds.input("monitoringInterval") == 60
     assert rds.input("copyTagsToSnapshot") is True
     assert rds.input("deleteAutomatedBackups") is False
@@ -65,21 +66,21 @@ def test_kms_key_rotates_and_encrypts_storage_secret_and_insights(dev: Synthesis
         assert secret.input("kmsKeyId") == key_arn
 
 
-def test_performance_insights_only_where_the_class_supports_it() -> None:
-    micro = synth(AWS_BASE).one(RDS)
-    assert micro.input("performanceInsightsEnabled") is False
-    large = synth(full(AWS_BASE, dbInstanceClass="db.m7g.large")).one(RDS)
-    assert large.input("performanceInsightsEnabled") is True
-    assert large.input("performanceInsightsKmsKeyId") == large.input("kmsKeyId")
+def test_performance_insights_on_every_class_with_the_stack_key() -> None:
+    # PostgreSQL has no class restriction (the micro/small exclusion is MySQL's and MariaDB's).
+    for instance_class in ("db.t4g.micro", "db.t3.small", "db.m7g.large"):
+        rds = synth(full(AWS_BASE, dbInstanceClass=instance_class)).one(RDS)
+        assert rds.input("performanceInsightsEnabled") is True, instance_class
+        assert rds.input("performanceInsightsRetentionPeriod") == 7  # the free retention
+        assert rds.input("performanceInsightsKmsKeyId") == rds.input("kmsKeyId")
 
 
-def test_final_snapshot_name_is_stable_not_a_timestamp() -> None:
-    first = synth(AWS_BASE).one(RDS).input("finalSnapshotIdentifier")
-    second = synth(AWS_BASE).one(RDS).input("finalSnapshotIdentifier")
-    assert first == second
-    assert first.startswith("private-postgres-dev-pg-final-")
-    random_id = synth(AWS_BASE).one("random:index/randomId:RandomId")
-    assert random_id.input("keepers") == {"identifier": "private-postgres-dev-pg"}
+def test_final_snapshot_name_is_stable_and_follows_the_instance() -> None:
+    first = synth(AWS_BASE).one(RDS)
+    second = synth(AWS_BASE).one(RDS)
+    assert first.input("finalSnapshotIdentifier") == second.input("finalSnapshotIdentifier")  # no timestamp
+    assert first.input("finalSnapshotIdentifier") == f"{first.input('identifier')}-final"
+    assert re.fullmatch(r"private-postgres-dev-pg-[0-9a-f]{8}", first.input("identifier"))
 
 
 def test_parameter_group_forces_tls_and_static_parameters_wait_for_reboot(dev: Synthesis) -> None:
@@ -87,6 +88,7 @@ def test_parameter_group_forces_tls_and_static_parameters_wait_for_reboot(dev: S
     assert group.input("family") == "postgres16"
     params = {p["name"]: (p["value"], p["applyMethod"]) for p in group.input("parameters")}
     assert params["rds.force_ssl"] == ("1", "immediate")
+    assert params["rds.accepted_password_auth_method"] == ("scram", "immediate")  # md5 logins refused
     assert params["log_connections"][0] == "1"
     assert params["log_disconnections"][0] == "1"
     assert params["log_statement"][0] == "ddl"
@@ -152,9 +154,12 @@ def test_private_subnets_span_two_azs_and_never_route_to_the_internet(dev: Synth
     assert dev.of_type("aws:ec2/route:Route") == []
     rt = dev.one("aws:ec2/routeTable:RouteTable")
     assert not rt.input("routes")
-    endpoints = {e.input("serviceName") for e in dev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
-    assert endpoints == {f"com.amazonaws.eu-west-1.{s}" for s in ("ssm", "ssmmessages", "ec2messages")}
-    assert all(e.input("privateDnsEnabled") is True for e in dev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint"))
+    endpoints = {e.input("serviceName"): e for e in dev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
+    assert set(endpoints) == {f"com.amazonaws.eu-west-1.{s}" for s in ("ssm", "ssmmessages", "ec2messages", "s3")}
+    interface = [e for e in endpoints.values() if e.input("vpcEndpointType") == "Interface"]
+    assert len(interface) == 3
+    assert all(e.input("privateDnsEnabled") is True for e in interface)
+    assert endpoints["com.amazonaws.eu-west-1.s3"].input("vpcEndpointType") == "Gateway"  # a route, not an ENI
     assert dev.one("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup").input("ingress") in (None, [])
 
 
@@ -211,6 +216,14 @@ def test_outputs_satisfy_the_contract_and_hold_no_password(dev: Synthesis) -> No
     assert isinstance(outputs.bastion, SsmBastion)
     assert outputs.bastion.target.startswith("i-")
     assert outputs.db_ca == "rds-ca-rsa2048-g1"
+    # a restore-drill copy goes exactly where the instance is: its subnet group, SGs and parameters
+    rds = dev.one("aws:rds/instance:Instance")
+    assert isinstance(outputs.db_instance, RdsInstance)
+    assert outputs.db_instance.identifier == rds.input("identifier")
+    assert outputs.db_instance.subnet_group == rds.input("dbSubnetGroupName")
+    assert list(outputs.db_instance.security_group_ids) == rds.input("vpcSecurityGroupIds")
+    assert outputs.db_instance.parameter_group == rds.input("parameterGroupName")
+    assert outputs.db_instance.region == "eu-west-1"
     text = json.dumps(dev.outputs)
     assert "Mock" not in text  # every mock password result starts with "Mock"
 
@@ -246,7 +259,6 @@ def test_vpc_flow_logs_capture_all_traffic_to_a_retained_group(dev: Synthesis) -
     assert group.input("retentionInDays") == 30
     role_policy = dev.one("aws:iam/rolePolicy:RolePolicy")
     statement = json.loads(role_policy.input("policy"))["Statement"][0]
-    assert sorted(statement["Action"]) == ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
     assert statement["Resource"] == [
         "arn:aws:logs:eu-west-1:123456789012:log-group:/vpc/private-postgres-dev/flow-logs",
         "arn:aws:logs:eu-west-1:123456789012:log-group:/vpc/private-postgres-dev/flow-logs:*",

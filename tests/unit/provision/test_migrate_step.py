@@ -15,8 +15,8 @@ import pytest
 from infra.contract import OUTPUTS_ENV
 from infra.paths import MIGRATIONS_DIR
 from infra.postdeploy.outputs import parse_document
-from infra.provision.mocks import RecordedResource, Synthesis, synthesize
 from infra.provision.program import build
+from infra.provision.recording import RecordedResource, Synthesis, synthesize
 from tests.fixtures.stack import AWS_BASE, GCP_BASE, full
 
 COMMAND = "command:local:Command"

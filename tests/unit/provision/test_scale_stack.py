@@ -4,15 +4,19 @@ reached and secured, and the contract's reader and pooler endpoints (awaited out
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Callable
 
 import pytest
 
 from infra.contract import Endpoint, StackOutputs
+from infra.provision.aws.database import LOG_EXPORTS
 from infra.provision.aws.pooler import PROXY_CA
 from infra.provision.gcp.pooler import POOLER_FLAGS, POOLER_PORT
-from infra.provision.mocks import UNKNOWN, RecordedResource, Synthesis
+from infra.provision.lifecycle import RANDOM_ID, findings
+from infra.provision.recording import UNKNOWN, RecordedResource, Synthesis
 from infra.provision.synth import render_text
 from tests.fixtures.stack import AWS_BASE, GCP_BASE, full, synth
 
@@ -27,11 +31,13 @@ GCP_PLUS = {"dbEdition": "ENTERPRISE_PLUS", "dbTier": "db-perf-optimized-N-2"}
 APP_SG = "sg-0123456789abcdef0"
 
 
+@functools.cache  # one synthesis per combination; the tests only read it
 def aws_scaled(environment: str = "dev", preview: bool = False, **keys: str) -> Synthesis:
     config = full(AWS_BASE, environment=environment, readReplicas="2", pooler="managed", **keys)
     return synth(config, preview=preview, stack=environment)
 
 
+@functools.cache
 def gcp_scaled(environment: str = "dev", preview: bool = False) -> Synthesis:
     config = full(GCP_BASE, environment=environment, readReplicas="2", pooler="managed", **GCP_PLUS)
     return synth(config, preview=preview, stack=environment)
@@ -85,13 +91,16 @@ def test_aws_replicas_share_the_primarys_key_subnets_parameters_monitoring_and_l
         assert primary.urn in replica.dependencies
         logs = [r for r in result.of_type("aws:cloudwatch/logGroup:LogGroup") if r.urn in replica.dependencies]
         assert sorted(g.input("name") for g in logs) == [
-            f"/aws/rds/instance/{replica.input('identifier')}/{kind}" for kind in ("postgresql", "upgrade")
+            f"/aws/rds/instance/{replica.input('identifier')}/{kind}" for kind in LOG_EXPORTS
         ]
+        assert {g.input("kmsKeyId") for g in logs} == {primary.input("kmsKeyId")}  # encrypted with the stack's key
+        assert replica.protect is (environment == "production")
         assert {"publiclyAccessible", "dbSubnetGroupName"} <= set(replica.inputs)
     if not preview:
         # the replica replicates this primary, named by ARN (db_subnet_group_name is set)
+        assert primary.input("identifier").startswith(f"private-postgres-{environment}-pg-")  # the suffixed primary
         assert {r.input("replicateSourceDb") for r in replicas} == {
-            f"arn:aws:rds:eu-west-1:123456789012:db:private-postgres-{environment}-pg"
+            f"arn:aws:rds:eu-west-1:123456789012:db:{primary.input('identifier')}"
         }
     assert primary.input("deletionProtection") is (environment == "production")
 
@@ -126,7 +135,7 @@ def test_aws_proxy_requires_tls_scram_and_reads_only_the_pooled_secrets(preview:
     assert primary.urn in target.dependencies
     if preview:
         return
-    assert target.input("dbInstanceIdentifier") == "private-postgres-dev-pg"
+    assert target.input("dbInstanceIdentifier") == primary.input("identifier")
     pooled = sorted(secret_arn(result, role) for role in ("app", "readonly"))
     assert sorted(a["secretArn"] for a in auths) == pooled  # never the migrator's
     read, decrypt = json.loads(result.named("private-postgres-dev-pooler-proxy-secrets").input("policy"))["Statement"]
@@ -193,11 +202,15 @@ def test_aws_outputs_name_every_reader_and_the_proxy_with_its_ca() -> None:
 def test_gcp_replicas_follow_the_primary_privately_with_its_flags(environment: str, preview: bool) -> None:
     result = gcp_scaled(environment, preview)
     primary, replicas = primary_and_replicas(result, SQL, "masterInstanceName")
-    assert [r.input("name") for r in replicas] == [f"private-postgres-{environment}-pg-replica-{i}" for i in (0, 1)]
+    if not preview:  # Cloud SQL keeps a deleted name for a week: each replica's carries its own suffix
+        names = [r.input("name") for r in replicas]
+        for index, replica_name in enumerate(names):
+            assert re.fullmatch(f"private-postgres-{environment}-pg-replica-{index}-[0-9a-f]{{8}}", replica_name)
     for replica in replicas:
         assert primary.urn in replica.dependencies
+        assert any(d.endswith(f"{replica.name}-id") for d in replica.dependencies)  # the RandomId behind the name
         if not preview:
-            assert replica.input("masterInstanceName") == f"private-postgres-{environment}-pg"
+            assert replica.input("masterInstanceName") == primary.input("name")
         assert replica.input("databaseVersion") == "POSTGRES_16"
         assert replica.input("settings.edition") == "ENTERPRISE_PLUS"
         assert replica.input("settings.tier") == "db-perf-optimized-N-2"
@@ -264,3 +277,19 @@ def test_preview_endpoints_are_unknown_until_apply(scaled: Callable[..., Synthes
 def test_synth_with_replicas_and_pooler_is_deterministic() -> None:
     assert render_text(aws_scaled()) == render_text(aws_scaled())
     assert render_text(gcp_scaled()) == render_text(gcp_scaled())
+
+
+@pytest.mark.parametrize("scaled", [aws_scaled, gcp_scaled], ids=["aws", "gcp"])
+@ENVIRONMENTS
+@BOTH
+def test_scaled_graphs_keep_every_lifecycle_rule(
+    scaled: Callable[..., Synthesis], environment: str, preview: bool
+) -> None:
+    result = scaled(environment, preview)
+    assert findings(result.resources, production=environment == "production") == []
+    if scaled is gcp_scaled and not preview:
+        # the replica names' suffixes are redrawn when the primary is replaced (masterInstanceName is ForceNew)
+        primary, replicas = primary_and_replicas(result, SQL, "masterInstanceName")
+        suffixes = [r for r in result.of_type(RANDOM_ID) if r.name.startswith("private-postgres-")]
+        kept = [s.input("keepers").get("masterInstanceName") for s in suffixes]
+        assert kept.count(primary.input("name")) == len(replicas) == 2
