@@ -34,6 +34,7 @@ __all__ = [
     "SqlError",
     "Statement",
     "concurrent_index",
+    "leading_comments",
     "split",
 ]
 
@@ -127,13 +128,13 @@ def split(text: str, first_line: int = 1) -> tuple[Statement, ...]:
         line += text.count("\n", pos, start)
         pos = start
         body = text[start:stop]
-        lead = _leading_comments(body) if body[0] in "-/" else 0
+        lead = leading_comments(body) if body[0] in "-/" else 0
         statements.append(_classify(body, line + body.count("\n", 0, lead), line))
     return tuple(statements)
 
 
-def _leading_comments(text: str) -> int:
-    """Length of the comments and blanks before the first token."""
+def leading_comments(text: str) -> int:
+    """Length of the comments and blanks before the first token (``split`` hands a comment to the next statement)."""
     i, n = 0, len(text)
     while i < n:
         if text[i].isspace():

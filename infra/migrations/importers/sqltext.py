@@ -17,6 +17,8 @@ from typing import Any
 
 from pglast import parser as pg
 
+from infra.migrations.statements import leading_comments
+
 __all__ = [
     "TIMEOUT_DIRECTIVES",
     "Piece",
@@ -97,33 +99,10 @@ def strip_wrapping_transaction(text: str) -> tuple[str, bool]:
     return out, True
 
 
-def _leading_comments(text: str) -> int:
-    """Length of the blanks and comments before the first token (split() hands a comment to the next statement)."""
-    i, n = 0, len(text)
-    while i < n:
-        if text[i].isspace():
-            i += 1
-        elif text.startswith("--", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end + 1
-        elif text.startswith("/*", i):
-            depth, i = 1, i + 2
-            while depth and i < n:
-                if text.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif text.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-        else:
-            break
-    return i
-
-
 def _blank(text: str, piece: Piece) -> str:
     """``text`` without the statement (and its ``;``), its newlines kept; a comment before it stays."""
     end = piece.stop + (1 if text.startswith(";", piece.stop) else 0)
-    begin = piece.start + _leading_comments(text[piece.start : piece.stop])
+    begin = piece.start + leading_comments(text[piece.start : piece.stop])
     return text[:begin] + "".join(ch for ch in text[begin:end] if ch == "\n") + text[end:]
 
 

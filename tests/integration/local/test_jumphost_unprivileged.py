@@ -7,17 +7,9 @@ through it to a local echo server, read the greeting.
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
-from tests.fixtures.requirements import missing, require_root
-
-ROOT = Path(__file__).resolve().parents[3]
-USER = "pglocal"
+from tests.fixtures.unprivileged import USER, as_ordinary_user
 
 _SCRIPT = """
 import socket, sys, threading
@@ -50,36 +42,10 @@ finally:
 
 
 def test_sshd_as_an_ordinary_user(tmp_path: Path, sshd_binary: str) -> None:
-    require_root("becoming another user")
-    python = shutil.which("python3", path="/usr/bin:/bin")
-    setpriv = shutil.which("setpriv")
-    if python is None or setpriv is None:
-        missing("/usr/bin/python3 and setpriv (util-linux) are needed to run as another user")
-    # an ordinary account: "nobody" is refused by sshd as locked; the embedded PostgreSQL's
-    # unprivileged user is a plain system account, created the same way if it is not there yet
-    try:
-        user = pwd.getpwnam(USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", USER], check=True, capture_output=True)
-        user = pwd.getpwnam(USER)
-    work = Path(tempfile.mkdtemp(prefix="pp-unpriv-", dir="/tmp"))  # /tmp: the user can reach it
-    try:
-        os.chown(work, user.pw_uid, user.pw_gid)
-        script = work / "run.py"
-        script.write_text(_SCRIPT.format(root=str(ROOT), work=str(work)))
-        script.chmod(0o644)
-        result = subprocess.run(
-            [setpriv, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", python, str(script)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work)},
-            check=False,
-        )
+    with as_ordinary_user("pp-unpriv-") as (work, run):
+        result = run(_SCRIPT, 60)
         assert result.returncode == 0, result.stderr[-2000:]
         assert result.stdout.strip() == f"hello from behind the jump host {USER}"
         config = (work / "jump" / "sshd_config").read_text()
         assert "PermitRootLogin no" in config
         assert f"AllowUsers {USER}" in config
-    finally:
-        shutil.rmtree(work, ignore_errors=True)

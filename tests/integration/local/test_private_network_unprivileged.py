@@ -9,17 +9,9 @@ to the service's port from the machine's network is refused.
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
-from tests.fixtures.requirements import missing, require_root
-
-ROOT = Path(__file__).resolve().parents[3]
-USER = "pglocal"
+from tests.fixtures.unprivileged import USER, as_ordinary_user
 
 _SCRIPT = """
 import os, socket, subprocess, sys, time
@@ -66,33 +58,9 @@ finally:
 
 
 def test_private_network_and_door_as_an_ordinary_user(tmp_path: Path, sshd_binary: str) -> None:
-    require_root("becoming another user")
-    python = shutil.which("python3", path="/usr/bin:/bin")
-    setpriv = shutil.which("setpriv")
-    if python is None or setpriv is None or shutil.which("socat") is None:
-        missing("/usr/bin/python3, setpriv and socat are needed (.ci/system-packages.txt)")
-    try:
-        user = pwd.getpwnam(USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", USER], check=True, capture_output=True)
-        user = pwd.getpwnam(USER)
-    work = Path(tempfile.mkdtemp(prefix="pp-privnet-", dir="/tmp"))  # /tmp: the user can reach it
-    try:
-        os.chown(work, user.pw_uid, user.pw_gid)
-        script = work / "run.py"
-        script.write_text(_SCRIPT.format(root=str(ROOT), work=str(work)))
-        script.chmod(0o644)
-        result = subprocess.run(
-            [setpriv, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", python, str(script)],
-            capture_output=True,
-            text=True,
-            timeout=90,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work)},
-            check=False,
-        )
+    with as_ordinary_user("pp-privnet-", "socat") as (_work, run):
+        result = run(_SCRIPT, 90)
         assert result.returncode == 0, result.stderr[-2000:]
         direct, through_the_door = result.stdout.splitlines()
         assert direct == "direct: ConnectionRefusedError"
         assert through_the_door == f"hello from the private network {USER}"
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
