@@ -14,7 +14,7 @@ ACTIONLINT_DIR := .local/actionlint
 DBMATE_VERSION := 2.36.0
 DBMATE_DIR := .local/dbmate
 
-.PHONY: system-packages install corpus-deps demo demo-down test unit integration corpus lint typecheck sqllint actionlint synth graphs bench bench-drift bench-locks cloud-acceptance teardown clean
+.PHONY: system-packages install corpus-deps demo demo-down test unit integration corpus lint typecheck sqllint actionlint synth graphs bench bench-drift bench-locks bench-pooler cloud-acceptance teardown clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -119,6 +119,10 @@ graphs: install
 bench: corpus-deps
 	$(PY) bench/migrate_bench.py
 	$(PY) bench/tenant_context_bench.py
+
+## pgbench, 200 clients, max_connections=50: direct vs PgBouncer (bench/RESULTS.md "Pooler benchmark").
+bench-pooler: install
+	$(PY) bench/pooler_bench.py
 
 bench-drift: install
 	$(PY) bench/drift_bench.py

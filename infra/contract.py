@@ -28,6 +28,7 @@ __all__ = [
     "Bastion",
     "CloudSqlInstance",
     "DbInstance",
+    "Endpoint",
     "IapBastion",
     "RdsInstance",
     "SshBastion",
@@ -78,6 +79,27 @@ class SshBastion:
     mode: ClassVar[BastionMode] = BastionMode.SSH
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Another way into the same database: a read replica or the connection pooler.
+
+    ``host`` is the name the server certificate carries (verify-full checks it), reached through
+    the bastion like ``db_host``. ``ca`` is the CA that signed that certificate when it is not
+    ``db_ca``: AWS RDS Proxy presents an ACM certificate (``"AmazonRootCA1"``), a GCP replica
+    lists its own server CA (PEM); ``None`` means ``db_ca``.
+    """
+
+    host: str
+    port: int
+    ca: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        doc: dict[str, object] = {"host": self.host, "port": self.port}
+        if self.ca is not None:
+            doc["ca"] = self.ca
+        return doc
+
+
 #: How to reach the jump host: one of three shapes, each with exactly the fields its tunnel needs
 #: (validated once, by :meth:`StackOutputs.parse`); consumers ``match`` on the class.
 Bastion = SsmBastion | IapBastion | SshBastion
@@ -123,6 +145,9 @@ class StackOutputs:
     db_ca: str  # AWS: CA identifier (e.g. rds-ca-rsa2048-g1); GCP: the server CA certificate (PEM)
     migrations: tuple[str, ...] = field(default=())
     db_instance: DbInstance | None = None
+    # Scale-out (optional: stacks from before it, and stacks without replicas or a pooler).
+    db_read_endpoints: tuple[Endpoint, ...] = ()  # one per read replica, in replica order
+    db_pooler: Endpoint | None = None  # the application's pooled endpoint (RDS Proxy / managed pooling)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "db_user_secrets", MappingProxyType(dict(self.db_user_secrets)))
@@ -172,6 +197,8 @@ class StackOutputs:
             db_ca=_text(raw, "db_ca"),
             migrations=tuple(str(m) for m in migrations),
             db_instance=_db_instance(raw["db_instance"], cloud) if raw.get("db_instance") is not None else None,
+            db_read_endpoints=_endpoints(raw.get("db_read_endpoints")),
+            db_pooler=None if raw.get("db_pooler") is None else _endpoint(raw["db_pooler"], "db_pooler"),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -191,12 +218,38 @@ class StackOutputs:
             "db_ca": self.db_ca,
             "migrations": list(self.migrations),
             **({} if self.db_instance is None else {"db_instance": _db_instance_json(self.db_instance)}),
+            "db_read_endpoints": [e.to_json() for e in self.db_read_endpoints],
+            "db_pooler": None if self.db_pooler is None else self.db_pooler.to_json(),
         }
 
 
 OUTPUT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(StackOutputs))
-#: Outputs a stack deployed by an earlier version of the program may lack (the command that needs one says so).
-OPTIONAL_OUTPUTS: frozenset[str] = frozenset({"db_instance"})
+#: Outputs a stack deployed by an earlier version of the program may lack (the command that needs one
+#: says so; the scale-out outputs default to no replicas and no pooler).
+OPTIONAL_OUTPUTS: frozenset[str] = frozenset({"db_instance", "db_read_endpoints", "db_pooler"})
+
+
+def _endpoints(value: object) -> tuple[Endpoint, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise ContractError(f"stack output 'db_read_endpoints' must be a list, got {type(value).__name__}")
+    return tuple(_endpoint(item, f"db_read_endpoints[{i}]") for i, item in enumerate(value))
+
+
+def _endpoint(value: object, name: str) -> Endpoint:
+    if not isinstance(value, Mapping):
+        raise ContractError(f"stack output {name!r} must be an object with host and port, got {value!r}")
+    host, port, ca = value.get("host"), value.get("port"), value.get("ca")
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)
+    if not isinstance(host, str) or not host.strip():
+        raise ContractError(f"stack output '{name}.host' must be a non-empty string, got {host!r}")
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ContractError(f"stack output '{name}.port' must be a TCP port, got {port!r}")
+    if ca is not None and (not isinstance(ca, str) or not ca.strip()):
+        raise ContractError(f"stack output '{name}.ca' must be a CA identifier or PEM, got {ca!r}")
+    return Endpoint(host=host, port=port, ca=ca)
 
 
 def _text(raw: Mapping[str, object], name: str) -> str:

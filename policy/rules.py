@@ -57,6 +57,7 @@ __all__ = [
     "rds_not_public",
     "rds_postgres16_major_only",
     "rds_production_protection",
+    "rds_proxy_tls",
     "secrets_kms",
     "ssh_address_space",
     "ssh_sources_narrow",
@@ -71,6 +72,7 @@ StackCheck = Callable[[Sequence[tuple[str, Mapping[str, Any]]]], list[str]]
 
 RDS_INSTANCE = "aws:rds/instance:Instance"
 RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
+RDS_PROXY = "aws:rds/proxy:Proxy"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
 SG_INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -222,6 +224,8 @@ def rds_backups(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     """FSBP RDS.11: automated backups kept at least 7 days (point-in-time recovery lives in that window)."""
     if resource_type != RDS_INSTANCE:
         return []
+    if props.get("replicateSourceDb"):
+        return []  # a read replica is recovered from its source's backups (PostgreSQL replicas keep none)
     value = props.get("backupRetentionPeriod")
     # Unset means the provider default (1 day for the API, 0 for some engines): not enough.
     days = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
@@ -256,6 +260,16 @@ def rds_postgres16_major_only(resource_type: str, props: Mapping[str, Any]) -> l
     if resource_type != RDS_INSTANCE:
         return []
     found: list[str] = []
+    if props.get("replicateSourceDb"):
+        # A read replica takes its engine and version from its source and may not set them
+        # (pulumi_aws rds.Instance: they conflict with replicate_source_db); only upgrades are judged.
+        upgrades = props.get("autoMinorVersionUpgrade")
+        if upgrades is not None and not _truthy(upgrades):
+            found.append(
+                f"FSBP RDS.13: autoMinorVersionUpgrade is {upgrades!r}; keep minor upgrades automatic "
+                "(auto_minor_version_upgrade=True)"
+            )
+        return found
     engine = props.get("engine")
     if engine != "postgres":
         found.append(f"project rule (PostgreSQL 16): engine is {engine!r}; use engine='postgres'")
@@ -304,6 +318,16 @@ def rds_production_protection(resource_type: str, props: Mapping[str, Any]) -> l
             f"FSBP RDS.8: deletionProtection is {value!r} on a production database; set "
             "deletion_protection=True (config deletionProtection auto/true)"
         ]
+    return []
+
+
+def rds_proxy_tls(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """FSBP RDS.43 (Config rule rds-proxy-tls-encryption): an RDS Proxy refuses connections without TLS."""
+    if resource_type != RDS_PROXY:
+        return []
+    value = props.get("requireTls")
+    if not _truthy(value):
+        return [f"FSBP RDS.43: requireTls is {value!r}; the proxy must refuse plaintext clients (require_tls=True)"]
     return []
 
 
@@ -439,6 +463,8 @@ def cloudsql_backups_pitr(resource_type: str, props: Mapping[str, Any]) -> list[
     """CIS GCP 6.7: automated backups on, with point-in-time recovery."""
     if resource_type != SQL_INSTANCE:
         return []
+    if props.get("masterInstanceName"):
+        return []  # a read replica cannot have backups of its own; its primary's cover it
     backup = _get(props, "settings.backupConfiguration")
     backup = backup if isinstance(backup, Mapping) else {}
     found: list[str] = []
@@ -695,6 +721,11 @@ RULES: tuple[Rule, ...] = (
         "rds-production-protection",
         "FSBP RDS.8: RDS instances tagged environment=production have deletion protection on.",
         rds_production_protection,
+    ),
+    Rule(
+        "rds-proxy-tls",
+        "FSBP RDS.43: RDS Proxies require TLS for every client connection.",
+        rds_proxy_tls,
     ),
     Rule(
         "no-ssh-from-anywhere",

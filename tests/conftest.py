@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.fixtures.demo",
     "tests.fixtures.drift",
     "tests.fixtures.corpus",
+    "tests.fixtures.scale",
 ]
 
 _INTEGRATION = Path(__file__).parent / "integration"

@@ -18,6 +18,8 @@ from infra.config.settings import (
     CloudSettings,
     DatabaseSettings,
     GcpSettings,
+    PoolerMode,
+    ScaleSettings,
     StackConfig,
     StackMeta,
 )
@@ -31,6 +33,8 @@ __all__ = [
     "DatabaseSettings",
     "GcpSettings",
     "KeySpec",
+    "PoolerMode",
+    "ScaleSettings",
     "StackConfig",
     "StackMeta",
     "from_pulumi",

@@ -76,6 +76,16 @@ KEYS: tuple[KeySpec, ...] = (
         "GCP: organization id; operators get roles/compute.osLoginExternalUser there (accounts from outside it)",
     ),
     KeySpec("bastionZone", "string", "", "GCP: zone of the bastion; empty = <region>-b"),
+    # Scale-out (read replicas, connection pooler): validated together by the loader's _scale()
+    KeySpec("readReplicas", "integer", 0, "Read replicas of the database (AWS 0-15, GCP 0-10)"),
+    KeySpec("replicaInstanceClass", "string", "", "AWS: RDS class of the read replicas; empty = dbInstanceClass"),
+    KeySpec("replicaTier", "string", "", "GCP: Cloud SQL tier of the read replicas; empty = dbTier"),
+    KeySpec(
+        "pooler",
+        "string",
+        "none",
+        "Connection pooler for the app: none | managed (AWS RDS Proxy; GCP managed pooling, ENTERPRISE_PLUS)",
+    ),
 )
 
 KEY_NAMES = frozenset(spec.name for spec in KEYS)

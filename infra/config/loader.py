@@ -27,6 +27,8 @@ from infra.config.settings import (
     CloudSettings,
     DatabaseSettings,
     GcpSettings,
+    PoolerMode,
+    ScaleSettings,
     StackConfig,
     StackMeta,
 )
@@ -94,6 +96,7 @@ def load(values: Mapping[str, str], *, project: str = NAMESPACE, stack: str = "d
         bastion=bastion,
         settings=settings,
         run_migrations_on_up=read.boolean("runMigrationsOnUp"),
+        scale=_scale(read, settings),
     )
 
 
@@ -385,6 +388,71 @@ def _tier(tier: str, edition: Edition) -> str:
             fix("dbEdition", "ENTERPRISE"),
         )
     return tier
+
+
+# ---- scale-out validation ----------------------------------------------------------------------------
+# Replicas per primary: RDS for PostgreSQL allows 15 in one region (RDS User Guide, "Working with
+# read replicas": "up to 15 read replicas"); Cloud SQL allows 10 (Cloud SQL "About replication":
+# "up to 10 read replicas per primary") (memory, verify).
+_MAX_REPLICAS = {Cloud.AWS: 15, Cloud.GCP: 10}
+
+
+def _scale(read: Reader, settings: CloudSettings) -> ScaleSettings:
+    aws = settings if isinstance(settings, AwsSettings) else None
+    gcp = settings if isinstance(settings, GcpSettings) else None
+    replicas = read.integer("readReplicas", 0, _MAX_REPLICAS[settings.cloud])
+    raw_pooler = read.text("pooler").lower()
+    try:
+        pooler = PoolerMode(raw_pooler)
+    except ValueError:
+        raise ConfigError("pooler", raw_pooler, "none | managed", fix("pooler", "managed")) from None
+    aws_class = read.text("replicaInstanceClass")
+    gcp_tier = read.text("replicaTier")
+    replica_class = ""
+    if aws is not None:
+        if gcp_tier:
+            raise ConfigError(
+                "replicaTier", gcp_tier, "empty on aws (use replicaInstanceClass)", "pulumi config rm replicaTier"
+            )
+        replica_class = aws_class or aws.instance_class
+        if not re.match(r"^db\.[a-z0-9]+\.[a-z0-9]+$", replica_class):
+            raise ConfigError(
+                "replicaInstanceClass",
+                replica_class,
+                "an RDS class such as db.t4g.micro",
+                fix("replicaInstanceClass", "db.t4g.micro"),
+            )
+    if gcp is not None:
+        if aws_class:
+            raise ConfigError(
+                "replicaInstanceClass",
+                aws_class,
+                "empty on gcp (use replicaTier)",
+                "pulumi config rm replicaInstanceClass",
+            )
+        replica_class = gcp_tier or gcp.tier
+        # A replica has the primary's edition, so its tier must fit that edition like the primary's.
+        perf = replica_class.startswith("db-perf-optimized-")
+        if not re.match(r"^db-[a-z0-9]+(-[A-Za-z0-9]+)*$", replica_class) or perf != (
+            gcp.edition is Edition.ENTERPRISE_PLUS
+        ):
+            example = gcp.tier
+            raise ConfigError(
+                "replicaTier",
+                replica_class,
+                f"a Cloud SQL tier of edition {gcp.edition.value} (the primary's), such as {example}",
+                fix("replicaTier", example),
+            )
+        if pooler is PoolerMode.MANAGED and gcp.edition is not Edition.ENTERPRISE_PLUS:
+            # Managed Connection Pooling exists only on Enterprise Plus (Cloud SQL "Managed Connection
+            # Pooling overview", Requirements). We do not run a PgBouncer VM instead: README "Pooling on GCP".
+            raise ConfigError(
+                "pooler",
+                "managed",
+                "none on dbEdition ENTERPRISE (managed pooling needs ENTERPRISE_PLUS, tier db-perf-optimized-N-*)",
+                "pulumi config set dbEdition ENTERPRISE_PLUS && pulumi config set dbTier db-perf-optimized-N-2",
+            )
+    return ScaleSettings(read_replicas=replicas, replica_class=replica_class if replicas else "", pooler=pooler)
 
 
 def from_pulumi() -> StackConfig:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import ClassVar
 
 from infra.enums import BastionMode, Cloud, Edition, Environment
@@ -22,6 +23,8 @@ __all__ = [
     "CloudSettings",
     "DatabaseSettings",
     "GcpSettings",
+    "PoolerMode",
+    "ScaleSettings",
     "StackConfig",
     "StackMeta",
 ]
@@ -102,6 +105,24 @@ class GcpSettings:
     cloud: ClassVar[Cloud] = Cloud.GCP
 
 
+class PoolerMode(StrEnum):
+    NONE = "none"
+    MANAGED = "managed"  # RDS Proxy (AWS) / Cloud SQL Managed Connection Pooling (GCP)
+
+
+@dataclass(frozen=True)
+class ScaleSettings:
+    """Read replicas and the connection pooler (``readReplicas``, ``replica*``, ``pooler``)."""
+
+    read_replicas: int = 0
+    replica_class: str = ""  # AWS instance class / GCP tier of the replicas, resolved (never empty if replicas)
+    pooler: PoolerMode = PoolerMode.NONE
+
+    @property
+    def pooled(self) -> bool:
+        return self.pooler is PoolerMode.MANAGED
+
+
 #: One cloud's settings; ``match`` on the class picks the cloud.
 CloudSettings = AwsSettings | GcpSettings
 
@@ -115,6 +136,7 @@ class StackConfig:
     bastion: BastionSettings
     settings: CloudSettings
     run_migrations_on_up: bool
+    scale: ScaleSettings = ScaleSettings()
 
     @property
     def cloud(self) -> Cloud:

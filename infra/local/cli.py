@@ -35,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument("--no-seed", action="store_true", help="skip the development seed data")
     up.add_argument("--json", action="store_true", help="print the report as JSON")
     up.add_argument("--dir", type=Path, help="state directory (default: .local/demo)")
+    up.add_argument(
+        "--replicas", type=_replica_count, default=0, help="streaming read replicas behind the jump host (0-5)"
+    )
+    up.add_argument("--pooler", action="store_true", help="a PgBouncer in transaction mode behind the jump host")
     up.set_defaults(handler=_local_up)
     down = verbs.add_parser("down", help="stop the local parts and delete their directory")
     down.add_argument("--dir", type=Path, help="state directory (default: .local/demo)")
@@ -107,7 +111,12 @@ def _local_up(args: argparse.Namespace) -> int:
 
     term_as_interrupt()
     demo = LocalDemo(args.dir or DEMO_DIR)
-    report = demo.up(seed=not args.no_seed, progress=PrintProgress(sys.stderr if args.json else sys.stdout))
+    report = demo.up(
+        seed=not args.no_seed,
+        replicas=args.replicas,
+        pooler=args.pooler,
+        progress=PrintProgress(sys.stderr if args.json else sys.stdout),
+    )
     code = emit_report(report, args.json)
     if not args.json:
         state = demo.state()
@@ -127,6 +136,12 @@ def _local_up(args: argparse.Namespace) -> int:
         print("  then run the psql line it prints (passwords come from the 0600 pgpass file)")
         print(f"stop everything: {python} -m infra local down{where}   (or: make demo-down)")
     return code
+
+
+def _replica_count(value: str) -> int:
+    if not value.isdigit() or not 0 <= int(value) <= 5:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a replica count from 0 to 5")
+    return int(value)
 
 
 def _local_down(args: argparse.Namespace) -> int:

@@ -38,7 +38,9 @@ from infra.errors import InfraError, ToolMissing
 from infra.local.backup import archive_now, archive_settings, ensure_base_backup
 from infra.local.jumphost import JumpHost, find_sshd, stop_jump_host
 from infra.local.pg import LocalPostgres, pg_bin
+from infra.local.pooler import LocalPooler
 from infra.local.privnet import PrivateNetwork
+from infra.local.replica import LocalReplica
 from infra.migrations.connection import ConnectionSpec
 from infra.paths import DEMO_DIR
 from infra.postdeploy.run import (
@@ -49,6 +51,7 @@ from infra.postdeploy.run import (
     SeedStep,
     run_postdeploy,
 )
+from infra.postdeploy.scale import Hop, ScalePlan
 from infra.postdeploy.secrets import Credential, Credentials
 from infra.postdeploy.tunnel import SshTunnel
 
@@ -56,7 +59,8 @@ __all__ = ["DEMO_DIR", "DemoState", "LocalDemo"]
 
 _log = logging.getLogger(__name__)
 
-TLS_NAME = "db.demo.internal"
+DEMO_DOMAIN = "demo.internal"
+TLS_NAME = f"db.{DEMO_DOMAIN}"
 DB_NAME = "appdb"
 ADMIN_USER = "admin"
 LOGIN_USERS = ("migrator", "app", "readonly")
@@ -71,6 +75,8 @@ class DemoState:
     sshd_pid: int | None
     db_name: str = DB_NAME
     tls_name: str = TLS_NAME
+    replica_ports: tuple[int, ...] = ()  # local up --replicas N (infra.local.replica)
+    pooler_port: int | None = None  # local up --pooler (infra.local.pooler)
 
     @classmethod
     def load(cls, root: Path) -> DemoState | None:
@@ -78,7 +84,8 @@ class DemoState:
             doc = json.loads((root / "state.json").read_text())
         except (OSError, ValueError):
             return None
-        return cls(**{k: doc[k] for k in ("pg_port", "sshd_port", "sshd_pid", "db_name", "tls_name") if k in doc})
+        keys = ("pg_port", "sshd_port", "sshd_pid", "db_name", "tls_name", "pooler_port")
+        return cls(**{k: doc[k] for k in keys if k in doc}, replica_ports=tuple(doc.get("replica_ports", ())))
 
     def save(self, root: Path) -> None:
         (root / "state.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -109,15 +116,44 @@ class LocalDemo:
             private_network=self.network(),
         )
 
-    def jump_host(self, pg_port: int, port: int | None = None) -> JumpHost:
-        """sshd inside the database's network, behind a door on this machine's loopback."""
+    def jump_host(self, pg_port: int, port: int | None = None, *, also: tuple[int, ...] = ()) -> JumpHost:
+        """sshd inside the database's network, behind a door on this machine's loopback; it may
+        forward to the database only (and to its replicas and pooler, ``also``, in the same network)."""
         pid_file = self.postgres(pg_port).postmaster_pid_file()
         return JumpHost(
             self.root / "jumphost",
-            permit_open=f"127.0.0.1:{pg_port}",
+            permit_open=[f"127.0.0.1:{p}" for p in (pg_port, *also)],
             port=port,
             private_network=(self.network(), pid_file),
         )
+
+    # -- scale-out parts (local up --replicas N --pooler) --------------------------------------
+
+    def replica(self, pg: LocalPostgres, index: int, port: int | None = None) -> LocalReplica:
+        name = f"replica-{index}"
+        return LocalReplica(self.root / name, pg, name=name, server_names=(f"{name}.{DEMO_DOMAIN}",), port=port)
+
+    def pooler(self, pg: LocalPostgres, port: int | None = None) -> LocalPooler:
+        return LocalPooler(self.root / "pooler", pg, DB_NAME, port=port, server_names=(f"pooler.{DEMO_DOMAIN}",))
+
+    def _scale_plan(self, jump: JumpHost, replicas: list[LocalReplica], pooler: LocalPooler | None) -> ScalePlan | None:
+        if not replicas and pooler is None:
+            return None
+        hops = [
+            Hop(
+                r.name,
+                r.pg.server_names[0],
+                r.pg.tls.ca_cert,
+                SshTunnel(jump.ssh_options(), "127.0.0.1", r.port),
+                DB_NAME,
+            )
+            for r in replicas
+        ]
+        pooled = None
+        if pooler is not None:
+            tunnel = SshTunnel(jump.ssh_options(), "127.0.0.1", pooler.port)
+            pooled = Hop("pooler", pooler.server_names[0], pooler.tls.ca_cert, tunnel, DB_NAME)
+        return ScalePlan(replicas=hops, pooler=pooled, replay_timeout=60.0)
 
     def tunnel(self, state: DemoState, jump: JumpHost | None = None) -> SshTunnel:
         jump = jump or self.jump_host(state.pg_port, state.sshd_port)
@@ -195,8 +231,20 @@ class LocalDemo:
         if problems:
             raise ToolMissing("the local demo cannot start: " + "; ".join(problems))
 
-    def up(self, *, seed: bool = True, seed_step: SeedStep | None = None, **run: Any) -> PostDeployReport:
-        """Start or reuse the parts, then run the post-deploy path through the jump host."""
+    def up(
+        self,
+        *,
+        seed: bool = True,
+        seed_step: SeedStep | None = None,
+        replicas: int = 0,
+        pooler: bool = False,
+        **run: Any,
+    ) -> PostDeployReport:
+        """Start or reuse the parts, then run the post-deploy path through the jump host.
+
+        ``replicas`` streaming replicas and a PgBouncer (``pooler``) join the run: they sit behind the
+        same jump host, and the post-deploy step checks them as it checks a stack's (``infra.postdeploy.scale``).
+        """
         self.preflight()
         # not 0700: as root, postgres runs as an unprivileged user that must traverse this directory;
         # the secrets are 0600 files and the jump host's keys sit in their own 0700 directory
@@ -208,11 +256,20 @@ class LocalDemo:
             pg.start()
         self._provision(pg, creds)
         ensure_base_backup(pg, self.root)  # before the migrations: the drill restores to any time after
+        standbys = self._start_replicas(pg, replicas, previous)
+        bouncer = self._start_pooler(pg, previous) if pooler else None
         if previous is not None and previous.sshd_pid is not None:
             stop_jump_host(self.root / "jumphost")  # a fresh jump host each time: new port
-        jump = self.jump_host(pg.port)
+        extra = tuple(r.port for r in standbys) + ((bouncer.port,) if bouncer else ())
+        jump = self.jump_host(pg.port, also=extra)
         jump.start()
-        state = DemoState(pg_port=pg.port, sshd_port=jump.port, sshd_pid=jump.pid)
+        state = DemoState(
+            pg_port=pg.port,
+            sshd_port=jump.port,
+            sshd_pid=jump.pid,
+            replica_ports=tuple(r.port for r in standbys),
+            pooler_port=bouncer.port if bouncer else None,
+        )
         state.save(self.root)
         self._write_pgpass(creds)
         report = run_postdeploy(
@@ -222,10 +279,25 @@ class LocalDemo:
             ca_file=pg.tls.ca_cert,
             options=PostDeployOptions(seed=seed),
             seed=seed_step if seed_step is not None else _default_seed(),
+            scale=self._scale_plan(jump, standbys, bouncer),
             **run,
         )
         archive_now(pg)  # the migrated state restorable at once, not after archive_timeout
         return report
+
+    def _start_replicas(self, pg: LocalPostgres, count: int, previous: DemoState | None) -> list[LocalReplica]:
+        ports = previous.replica_ports if previous else ()
+        standbys = [self.replica(pg, i, ports[i] if i < len(ports) else None) for i in range(count)]
+        for standby in standbys:
+            if not standby.running():
+                standby.start()
+        return standbys
+
+    def _start_pooler(self, pg: LocalPostgres, previous: DemoState | None) -> LocalPooler:
+        bouncer = self.pooler(pg, previous.pooler_port if previous else None)
+        bouncer.stop()  # a fresh configuration each time (it names the database's port)
+        bouncer.start()
+        return bouncer
 
     def down(self) -> list[str]:
         """Stop everything ``up`` started and delete the demo directory; what was done, in words."""
@@ -236,6 +308,13 @@ class LocalDemo:
             done.append("stopped the jump host (sshd)")
         state = DemoState.load(self.root)
         pg = self.postgres(state.pg_port if state else None)
+        if self.pooler(pg).stop():
+            done.append("stopped the pooler (pgbouncer)")
+        for index, _port in enumerate(state.replica_ports if state else ()):
+            standby = self.replica(pg, index)
+            if (standby.pg.data / "postmaster.pid").exists():
+                standby.stop()
+                done.append(f"stopped {standby.name}")
         if (pg.data / "postmaster.pid").exists():
             pg.stop()
             done.append("stopped postgresql 16")

@@ -129,6 +129,7 @@ class LocalPostgres:
         settings: Mapping[str, str] | None = None,
         netns: str | None = None,
         private_network: PrivateNetwork | None = None,
+        join_network: tuple[PrivateNetwork, Path] | None = None,
     ) -> None:
         self.root = root.resolve()
         self.data = self.root / "data"
@@ -140,6 +141,8 @@ class LocalPostgres:
         self.settings = dict(settings or {})
         self.netns = netns
         self.private_network = private_network
+        # (network, pid file): start inside the private network of that process (a replica beside its primary)
+        self.join_network = join_network
         self.tls = TlsMaterial(self.root / "tls/ca.pem", self.root / "tls/server.crt", self.root / "tls/server.key")
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -158,6 +161,13 @@ class LocalPostgres:
                 os.chown(os.path.join(dirpath, name), entry.pw_uid, entry.pw_gid)
 
     def _cmd(self, argv: list[str], user: str | None = None) -> list[str]:
+        if self.join_network is not None:
+            network, pid_file = self.join_network
+            drop: list[str] = []
+            if user is not None:  # root entered the namespace; the server runs as its own user
+                account = pwd.getpwnam(user)
+                drop = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups"]
+            return ["sh", "-c", network.enter(pid_file, [*drop, *argv])]
         if self.private_network is not None:
             entry = pwd.getpwnam(user) if user is not None else None
             return self.private_network.launch(argv, run_as=(entry.pw_uid, entry.pw_gid) if entry else None)
@@ -172,7 +182,7 @@ class LocalPostgres:
 
     def _as(self, user: str | None) -> str | None:
         """The ``user=`` for subprocess: none inside a namespace (``_cmd`` drops privileges there)."""
-        return None if self.netns or self.private_network is not None else user
+        return None if self.netns or self.private_network is not None or self.join_network is not None else user
 
     def postmaster_pid_file(self) -> Path:
         """Its first line is the running server's pid (how the jump host enters its private network)."""
@@ -258,6 +268,8 @@ class LocalPostgres:
         # TLS is enforced for TCP the way rds.force_ssl / ENCRYPTED_ONLY enforce it in the cloud.
         (self.data / "pg_hba.conf").write_text(
             "local all all trust\n"
+            # the superuser over the private socket may stream WAL (infra.local.replica's standby)
+            "local replication postgres trust\n"
             "hostssl all all 0.0.0.0/0 scram-sha-256\n"
             "hostssl all all ::/0 scram-sha-256\n"
             "hostnossl all all 0.0.0.0/0 reject\n"
@@ -271,9 +283,9 @@ class LocalPostgres:
         stop = [str(pg_bin("pg_ctl")), "-D", str(self.data), "-m", "fast", "-w", "stop"]
         # signals cross namespaces: no need to enter the server's network to stop it
         subprocess.run(
-            stop if self.private_network is not None else self._cmd(stop, self._run_as()),
+            stop if self.private_network or self.join_network else self._cmd(stop, self._run_as()),
             capture_output=True,
-            user=self._run_as() if self.private_network is not None else self._as(self._run_as()),
+            user=self._run_as() if self.private_network or self.join_network else self._as(self._run_as()),
             check=False,
             env=server_env(),
         )

@@ -14,15 +14,18 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.contract import StackOutputs
+from infra.contract import Endpoint, StackOutputs
 from infra.enums import Cloud
 from infra.errors import ContractError
 
-__all__ = ["CACHE_DIR", "RDS_CA_URL", "ca_file_for", "configured_ca"]
+__all__ = ["AMAZON_ROOT_CA_URLS", "CACHE_DIR", "RDS_CA_URL", "ca_file_for", "configured_ca", "endpoint_ca_file"]
 
 _log = logging.getLogger(__name__)
 
 RDS_CA_URL = "https://truststore.pki.rds.amazonaws.com/{region}/{region}-bundle.pem"
+# RDS Proxy presents an ACM certificate; its roots are Amazon Trust Services' (RDS User Guide,
+# "rds-proxy-security": download Amazon Root CA 1 from Amazon Trust Services).
+AMAZON_ROOT_CA_URLS = {"AmazonRootCA1": "https://www.amazontrust.com/repository/AmazonRootCA1.pem"}
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "private-postgres"
 
 
@@ -82,6 +85,43 @@ def ca_file_for(
     with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as tmp:
         tmp.write(data)
     Path(tmp.name).replace(path)  # atomic: a half-written bundle is never used
+    return path
+
+
+def endpoint_ca_file(
+    outputs: StackOutputs,
+    endpoint: Endpoint,
+    *,
+    configured: Path | None = None,
+    cache_dir: Path | None = None,
+    fetch: Callable[[str], bytes] | None = None,
+) -> Path:
+    """The CA bundle for a read replica or the pooler: ``db_ca``'s unless ``endpoint.ca`` names another.
+
+    ``endpoint.ca`` is a PEM bundle (a Cloud SQL replica's own CA list) or the name of a public root
+    (:data:`AMAZON_ROOT_CA_URLS`, for RDS Proxy), downloaded over HTTPS once and cached.
+    """
+    cache_dir = cache_dir or CACHE_DIR  # looked up now, not at import (tests point it elsewhere)
+    if endpoint.ca is None:
+        return ca_file_for(outputs, configured=configured, cache_dir=cache_dir, fetch=fetch)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    if "-----BEGIN CERTIFICATE-----" in endpoint.ca:
+        data = endpoint.ca.encode()
+        _check_pem(data, f"the CA of endpoint {endpoint.host!r}")
+        path = cache_dir / f"endpoint-{hashlib.sha256(data).hexdigest()[:16]}.pem"
+        path.write_bytes(data)
+        return path
+    url = AMAZON_ROOT_CA_URLS.get(endpoint.ca)
+    if url is None:
+        known = ", ".join(sorted(AMAZON_ROOT_CA_URLS))
+        raise ContractError(f"endpoint {endpoint.host!r} names CA {endpoint.ca!r}; known: {known} or a PEM bundle")
+    path = cache_dir / f"{endpoint.ca}.pem"
+    if not path.is_file():
+        data = (fetch or _https_get)(url)
+        _check_pem(data, url)
+        with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as tmp:
+            tmp.write(data)
+        Path(tmp.name).replace(path)
     return path
 
 

@@ -102,6 +102,8 @@ def format_report(report: object) -> str:
     status = "ok" if report.verification.ok else "FAILED"
     lines.append(f"  verify:     {status}")
     lines += [f"    {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in report.verification.checks]
+    if report.scale is not None:
+        lines += report.scale.lines()
     lines.append(f"  duration:   {report.duration_seconds:.1f}s")
     return "\n".join(lines)
 
@@ -222,5 +224,6 @@ def _postdeploy(args: StackArgs) -> int:
         options=PostDeployOptions(skip_snapshot=args.skip_snapshot, dry_run=args.dry_run),
         snapshotter=ctx.snapshotter,
         progress=PrintProgress(sys.stderr if args.json else sys.stdout),
+        scale=ctx.scale,
     )
     return emit_report(report, args.json)

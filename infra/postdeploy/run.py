@@ -35,6 +35,7 @@ from infra.migrations.connection import ConnectionSpec
 from infra.migrations.runner import Progress
 from infra.postdeploy.backup import Snapshotter
 from infra.postdeploy.bootstrap import BootstrapResult, bootstrap_roles
+from infra.postdeploy.scale import ScalePlan, ScaleReport, run_scale_checks
 from infra.postdeploy.secrets import Credential, Credentials
 from infra.postdeploy.tunnel import Tunnel
 from infra.postdeploy.verify import VerifyResult, verify_app
@@ -131,10 +132,11 @@ class PostDeployReport:
     seeded: bool
     verification: VerifyResult
     duration_seconds: float
+    scale: ScaleReport | None = None  # read replicas and the pooler, when the stack has them
 
     @property
     def ok(self) -> bool:
-        return self.verification.ok
+        return self.verification.ok and (self.scale is None or self.scale.ok)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -152,6 +154,7 @@ class PostDeployReport:
                 "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.verification.checks],
             },
             "duration_seconds": round(self.duration_seconds, 3),
+            "scale": None if self.scale is None else self.scale.to_json(),
             "ok": self.ok,
         }
 
@@ -229,6 +232,7 @@ def run_postdeploy(
     pending: PlanStep | None = None,
     seed: SeedStep | None = None,
     progress: Progress | None = None,
+    scale: ScalePlan | None = None,
 ) -> PostDeployReport:
     """Run the whole post-deploy path through ``tunnel`` (opened and always closed here).
 
@@ -279,6 +283,11 @@ def run_postdeploy(
             route.params(credentials.user("migrator")).connect() as platform_conn,
         ):
             verification = verify_app(app_conn, platform_conn)
+        scale_report = None
+        if scale is not None and (scale.replicas or scale.pooler is not None) and not options.dry_run:
+            # each endpoint through its own tunnel; the primary's stays open for the replay check
+            with _step("scale-out checks", tunnel):
+                scale_report = run_scale_checks(scale, credentials, route.params(credentials.user("migrator")))
     return PostDeployReport(
         stack=stack,
         platform=target.platform,
@@ -291,4 +300,5 @@ def run_postdeploy(
         seeded=seeded,
         verification=verification,
         duration_seconds=time.monotonic() - started,
+        scale=scale_report,
     )

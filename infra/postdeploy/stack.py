@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.contract import OUTPUTS_ENV, StackOutputs
+from infra.contract import OUTPUTS_ENV, Endpoint, StackOutputs
 from infra.enums import Environment
 from infra.migrations.connection import ConnectionSpec
 from infra.postdeploy.backup import Snapshotter, snapshotter_for
-from infra.postdeploy.ca import ca_file_for, configured_ca
+from infra.postdeploy.ca import ca_file_for, configured_ca, endpoint_ca_file
 from infra.postdeploy.run import Route
+from infra.postdeploy.scale import Hop, ScalePlan
 from infra.postdeploy.secrets import Credentials, resolve_credentials, resolver_for
 from infra.postdeploy.tunnel import Tunnel, tunnel_for
 
@@ -35,6 +36,7 @@ class StackContext:
     tunnel: Tunnel
     ca_file: Path
     snapshotter: Snapshotter | None
+    scale: ScalePlan | None = None  # the read replicas and the pooler, each through its own tunnel
 
 
 def load_stack_outputs(stack: str, outputs_file: Path | None = None) -> StackOutputs:
@@ -71,13 +73,31 @@ def stack_context(
         ssh_config=ssh_config,
         aws_profile=aws_profile,
     )
+    configured = configured_ca(ca_file)
+
+    def hop(name: str, endpoint: Endpoint) -> Hop:
+        through = tunnel_for(
+            outputs,
+            ssh_identity=ssh_identity,
+            ssh_known_hosts=ssh_known_hosts,
+            ssh_config=ssh_config,
+            aws_profile=aws_profile,
+            remote_host=endpoint.host,
+            remote_port=endpoint.port,
+        )
+        ca = endpoint_ca_file(outputs, endpoint, configured=configured)
+        return Hop(name, endpoint.host, ca, through, outputs.db_name)
+
+    replicas = [hop(f"replica-{i}", e) for i, e in enumerate(outputs.db_read_endpoints)]
+    pooler = hop("pooler", outputs.db_pooler) if outputs.db_pooler is not None else None
     return StackContext(
         stack=stack,
         outputs=outputs,
         credentials=credentials,
         tunnel=tunnel,
-        ca_file=ca_file_for(outputs, configured=configured_ca(ca_file)),
+        ca_file=ca_file_for(outputs, configured=configured),
         snapshotter=snapshotter_for(outputs, aws_profile=aws_profile),
+        scale=ScalePlan(replicas=replicas, pooler=pooler) if replicas or pooler else None,
     )
 
 

@@ -468,13 +468,16 @@ def tunnel_for(
     ssh_config: Path | None = None,
     aws_profile: str | None = None,
     remote_host: str | None = None,
+    remote_port: int | None = None,
 ) -> Tunnel:
     """The tunnel kind the stack's ``bastion.mode`` asks for, forwarding to the database endpoint.
 
-    ``remote_host`` overrides where the bastion forwards to (default: ``db_host``, which the
-    bastion resolves through the VPC's private DNS).
+    ``remote_host`` / ``remote_port`` override where the bastion forwards to (default: ``db_host``,
+    which the bastion resolves through the VPC's private DNS, and ``db_port``): a read replica or
+    the pooler (``db_read_endpoints``, ``db_pooler``).
     """
     host = remote_host or outputs.db_host
+    port = remote_port or outputs.db_port
     match outputs.bastion:
         case SsmBastion(target=instance_id, region=region):
             online = functools.partial(wait_until_online, instance_id, region, profile=aws_profile)
@@ -482,13 +485,13 @@ def tunnel_for(
                 instance_id,
                 region,
                 host,
-                outputs.db_port,
+                port,
                 local_port=local_port,
                 profile=aws_profile,
                 agent_online=online,
             )
         case IapBastion(target=instance, zone=zone, project=project):
-            return IapTunnel(instance, zone, project, host, outputs.db_port, local_port=local_port)
+            return IapTunnel(instance, zone, project, host, port, local_port=local_port)
         case SshBastion(host=public_host, user=user):
             options = SshOptions(
                 host=public_host,
@@ -497,4 +500,4 @@ def tunnel_for(
                 known_hosts=ssh_known_hosts,
                 config_file=str(ssh_config) if ssh_config is not None else None,
             )
-            return SshTunnel(options, host, outputs.db_port, local_port=local_port)
+            return SshTunnel(options, host, port, local_port=local_port)

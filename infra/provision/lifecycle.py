@@ -111,6 +111,10 @@ RULES: tuple[Rule, ...] = (
                 "finalSnapshotIdentifier",
                 "the final snapshot outlives the instance: a second delete with the same id fails "
                 "DBSnapshotAlreadyExists and leaves the instance running",
+                # Read replicas take none (InvalidParameterCombination: FinalDBSnapshotIdentifier can
+                # not be specified when deleting a replica instance, TPA #4615); their identifier is
+                # free again when the delete ends.
+                unless=("skipFinalSnapshot", True),
             ),
         ),
         production_protect=True,
@@ -199,6 +203,27 @@ RULES: tuple[Rule, ...] = (
     _rule("aws:iam/instanceProfile:InstanceProfile", ("name", "namePrefix"), _FREED, "TPA iam/instance_profile.go"),
     _rule("aws:rds/parameterGroup:ParameterGroup", ("name", "family", "description"), _FREED, "TPA rds"),
     _rule("aws:rds/subnetGroup:SubnetGroup", ("name", "namePrefix"), _FREED, "TPA rds/subnet_group.go"),
+    # RDS Proxy (infra.provision.aws.pooler): nothing outlives a delete, so the fixed name is fine.
+    _rule(
+        "aws:rds/proxy:Proxy",
+        ("name", "engineFamily", "vpcSubnetIds"),
+        f"DeleteDBProxy, waited for until the proxy is gone; {_FREED}",
+        "TPA internal/service/rds/proxy.go (schema ForceNew on name, engine_family, vpc_subnet_ids; "
+        "resourceProxyDelete waits for the deletion) (verify against v6)",
+    ),
+    _rule(
+        "aws:rds/proxyDefaultTargetGroup:ProxyDefaultTargetGroup",
+        ("dbProxyName",),
+        "removed from state only: the default target group belongs to the proxy and goes with it",
+        "TPA internal/service/rds/proxy_default_target_group.go (resourceProxyDefaultTargetGroupDelete "
+        "does not call the API) (verify)",
+    ),
+    _rule(
+        "aws:rds/proxyTarget:ProxyTarget",
+        ("dbProxyName", "targetGroupName", "dbInstanceIdentifier", "dbClusterIdentifier"),
+        f"DeregisterDBProxyTargets: the instance stays; {_FREED}",
+        "TPA internal/service/rds/proxy_target.go (every argument ForceNew) (verify)",
+    ),
     # -- GCP --------------------------------------------------------------------------------------
     _rule(
         "gcp:sql/databaseInstance:DatabaseInstance",

@@ -134,6 +134,14 @@ class ProjectMocks(pulumi.runtime.Mocks):
         )
         return identifier
 
+    def _rds_proxy(self, name: str, state: dict[str, Any]) -> str:
+        proxy = state.get("name") or f"{name}{_short_hash(name, length=7)}"
+        state.update(
+            arn=f"arn:aws:rds:{self.region}:{ACCOUNT}:db-proxy:prx-{_short_hash(name)}",
+            endpoint=f"{proxy}.proxy-c{_short_hash(name, length=11)}.{self.region}.rds.amazonaws.com",
+        )
+        return proxy
+
     def _ec2_instance(self, name: str, state: dict[str, Any]) -> str:
         instance_id = f"i-{_short_hash(name)}"
         state.update(
@@ -185,6 +193,8 @@ class ProjectMocks(pulumi.runtime.Mocks):
     def _sql_instance(self, name: str, state: dict[str, Any]) -> str:
         instance = state.get("name") or f"{name}-{_short_hash(name, length=7)}"
         ip = "10.91.0.3"  # inside the mocked private service access range (10.91.0.0/prefix)
+        if state.get("masterInstanceName"):  # a read replica: its own address in the same range
+            ip = f"10.91.0.{4 + int(_short_hash(name, length=4), 16) % 250}"
         region = state.get("region", "europe-west1")
         dns_name = f"{_short_hash(name, length=12)}.{_short_hash(name, length=13)}.{region}.sql.goog."
         # The shared CA (GOOGLE_MANAGED_CAS_CA) lists the root and the regional CA; the per-instance
@@ -296,8 +306,16 @@ class ProjectMocks(pulumi.runtime.Mocks):
         "aws:secretsmanager/secret:Secret": _secret,
         "aws:secretsmanager/secretVersion:SecretVersion": _secret_version,
         "aws:rds/instance:Instance": _rds,
+        "aws:rds/proxy:Proxy": _rds_proxy,
         "aws:rds/subnetGroup:SubnetGroup": _rds_named,
         "aws:rds/parameterGroup:ParameterGroup": _rds_named,
+        "aws:rds/proxyDefaultTargetGroup:ProxyDefaultTargetGroup": lambda self, n, s: (
+            s.update(name="default", arn=f"arn:aws:rds:{self.region}:{ACCOUNT}:target-group:prx-tg-{_short_hash(n)}")
+            or str(s.get("dbProxyName"))
+        ),
+        "aws:rds/proxyTarget:ProxyTarget": lambda self, n, s: (
+            f"{s.get('dbProxyName')},{s.get('targetGroupName')},RDS_INSTANCE,{s.get('dbInstanceIdentifier')}"
+        ),
         "aws:ec2/instance:Instance": _ec2_instance,
         "aws:iam/role:Role": _iam_role,
         "aws:iam/instanceProfile:InstanceProfile": _instance_profile,

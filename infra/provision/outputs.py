@@ -6,7 +6,7 @@ exports it. The field names are checked against :data:`infra.contract.OUTPUT_NAM
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -34,10 +34,15 @@ class ProgramOutputs:
     migrations: tuple[str, ...]
     # what restore-drill needs to put a point-in-time copy beside the database (contract: DbInstance)
     db_instance: pulumi.Input[Mapping[str, Any]]
+    # Scale-out: ``{"host", "port"[, "ca"]}`` per read replica, and the pooler's (None: no pooler).
+    db_read_endpoints: pulumi.Input[Sequence[pulumi.Input[Mapping[str, pulumi.Input[Any]]]]] = ()
+    db_pooler: pulumi.Input[Mapping[str, pulumi.Input[Any]]] | None = None
 
     def as_exports(self) -> dict[str, pulumi.Input[Any]]:
         exports = {f.name: getattr(self, f.name) for f in fields(self)}
         exports["migrations"] = list(self.migrations)
+        if isinstance(self.db_read_endpoints, tuple):
+            exports["db_read_endpoints"] = list(self.db_read_endpoints)
         return exports
 
 

@@ -31,6 +31,8 @@ AWS: dict[str, Any] = {
         "security_group_ids": ["sg-0123456789abcdef0"],
         "parameter_group": "pp-dev-db-params-0b2b958",
     },
+    "db_read_endpoints": [],
+    "db_pooler": None,
 }
 
 

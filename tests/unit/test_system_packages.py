@@ -73,6 +73,7 @@ def test_the_list_names_what_the_demo_needs() -> None:
     assert entries["socat"] == "socat"
     assert entries["ip"] == "iproute2"
     assert {"unshare", "nsenter", "setpriv"} <= entries.keys()
+    assert entries["pgbouncer"] == "pgbouncer"  # local up --pooler, bench/pooler_bench.py
 
 
 def test_make_install_and_ci_use_the_one_list() -> None:

@@ -10,6 +10,8 @@ from infra.provision.aws.bastion import Bastion
 from infra.provision.aws.database import Database
 from infra.provision.aws.encryption import DataKey
 from infra.provision.aws.network import Network
+from infra.provision.aws.pooler import PROXY_CA, PROXY_PORT, Pooler
+from infra.provision.aws.replicas import Replicas
 from infra.provision.aws.secrets import UserSecrets
 from infra.provision.outputs import ProgramOutputs
 
@@ -49,6 +51,34 @@ def deploy(cfg: StackConfig, settings: AwsSettings, migrations: tuple[str, ...])
         db_port=db.port,
         needs=network.bastion_paths,
     )
+    # Scale-out (infra.provision.aws.replicas / .pooler): nothing is declared at the defaults.
+    replicas = None
+    if cfg.scale.read_replicas:
+        replicas = Replicas(
+            f"{name}-replicas",
+            meta,
+            settings,
+            db,
+            cfg.scale,
+            primary=database,
+            security_group_id=network.db_sg.id,
+            kms_key_arn=key.key.arn,
+        )
+    pooler = None
+    if cfg.scale.pooled:
+        pooler = Pooler(
+            f"{name}-pooler",
+            meta,
+            settings,
+            db,
+            vpc_id=network.vpc_id,
+            subnet_ids=network.private_subnet_ids,
+            db_security_group_id=network.db_sg.id,
+            bastion_security_group_id=network.bastion_sg.id,
+            instance_identifier=database.instance.identifier,
+            secret_arns=secrets.arns,
+            kms_key_arn=key.key.arn,
+        )
     return ProgramOutputs(
         cloud=cfg.cloud.value,
         environment=cfg.environment.value,
@@ -72,4 +102,6 @@ def deploy(cfg: StackConfig, settings: AwsSettings, migrations: tuple[str, ...])
                 "parameter_group": v[3],
             }
         ),
+        db_read_endpoints=tuple({"host": r.address, "port": r.port} for r in (replicas.instances if replicas else [])),
+        db_pooler=None if pooler is None else {"host": pooler.proxy.endpoint, "port": PROXY_PORT, "ca": PROXY_CA},
     )

@@ -46,6 +46,10 @@ class Database(pulumi.ComponentResource):
     admin_secret_arn: pulumi.Output[str]
     subnet_group_name: pulumi.Output[str]
     parameter_group_name: pulumi.Output[str]
+    # what read replicas share with the primary (infra.provision.aws.replicas)
+    parameter_group: aws.rds.ParameterGroup
+    subnet_group: aws.rds.SubnetGroup
+    monitoring_role: aws.iam.Role
 
     def __init__(
         self,
@@ -113,6 +117,7 @@ class Database(pulumi.ComponentResource):
             policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
             opts=child,
         )
+        self.parameter_group, self.subnet_group, self.monitoring_role = params, subnets, monitoring_role
         self.instance = aws.rds.Instance(
             f"{name}-instance",
             identifier=identifier,

@@ -6,6 +6,8 @@ from infra.config import GcpSettings, StackConfig
 from infra.provision.gcp.bastion import Bastion
 from infra.provision.gcp.database import Database
 from infra.provision.gcp.network import Network
+from infra.provision.gcp.pooler import POOLER_PORT
+from infra.provision.gcp.replicas import Replicas
 from infra.provision.gcp.secrets import UserSecrets
 from infra.provision.outputs import ProgramOutputs
 
@@ -25,6 +27,7 @@ def deploy(cfg: StackConfig, settings: GcpSettings, migrations: tuple[str, ...])
         db,
         network_id=network.network.id,
         private_access=network.private_access,
+        scale=cfg.scale,
     )
     secrets = UserSecrets(f"{name}-users", meta, settings, db, host=database.host)
     bastion = Bastion(
@@ -39,6 +42,12 @@ def deploy(cfg: StackConfig, settings: GcpSettings, migrations: tuple[str, ...])
         db_port=db.port,
         nat=network.nat,
     )
+    # Scale-out (infra.provision.gcp.replicas / .pooler): nothing is declared at the defaults.
+    replicas = None
+    if cfg.scale.read_replicas:
+        replicas = Replicas(
+            f"{name}-replicas", meta, settings, db, cfg.scale, primary=database, network_id=network.network.id
+        )
     return ProgramOutputs(
         cloud=cfg.cloud.value,
         environment=cfg.environment.value,
@@ -53,4 +62,10 @@ def deploy(cfg: StackConfig, settings: GcpSettings, migrations: tuple[str, ...])
         db_ca=database.ca_pem,
         migrations=migrations,
         db_instance=database.instance.name.apply(lambda n: {"name": n, "project": project, "region": region}),
+        db_read_endpoints=tuple(
+            {"host": host, "port": db.port, "ca": ca}
+            for host, ca in (zip(replicas.hosts, replicas.ca_pems, strict=True) if replicas else [])
+        ),
+        # The pooler answers on the primary's name (same certificate, same CA) on its own port.
+        db_pooler={"host": database.host, "port": POOLER_PORT} if cfg.scale.pooled else None,
     )

@@ -9,14 +9,15 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config import DatabaseSettings, GcpSettings, StackMeta
+from infra.config import DatabaseSettings, GcpSettings, ScaleSettings, StackMeta
 from infra.enums import Edition
 from infra.errors import ProvisionError
+from infra.provision.gcp.pooler import pool_configs
 from infra.provision.gcp.secrets import stored_secret
 from infra.provision.naming import instance_suffix
 from infra.provision.passwords import generated_password, secret_document
 
-__all__ = ["DATABASE_FLAGS", "DATABASE_VERSION", "Database", "log_retention_days"]
+__all__ = ["DATABASE_FLAGS", "DATABASE_VERSION", "Database", "ca_bundle", "log_retention_days", "private_dns_name"]
 
 DATABASE_VERSION = "POSTGRES_16"  # major only: Cloud SQL applies minor versions in maintenance
 BACKUP_START = "03:00"  # UTC; before the maintenance window
@@ -69,6 +70,7 @@ class Database(pulumi.ComponentResource):
         *,
         network_id: pulumi.Input[str],
         private_access: pulumi.Resource,
+        scale: ScaleSettings,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("private-postgres:gcp:Database", name, None, opts)
@@ -138,6 +140,7 @@ class Database(pulumi.ComponentResource):
                     for flag, value in DATABASE_FLAGS
                 ],
                 user_labels=meta.labels,
+                connection_pool_configs=pool_configs(scale),  # managed pooling (infra.provision.gcp.pooler)
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -252,3 +255,8 @@ def _field(entry: object, attribute: str, key: str) -> str | None:
     """A field of a nested output: a typed object from the engine, a plain mapping from some runtimes."""
     value = entry.get(key) if isinstance(entry, dict) else getattr(entry, attribute, None)
     return value if isinstance(value, str) else None
+
+
+# Read replicas name and trust their own endpoints the same way (infra.provision.gcp.replicas).
+private_dns_name = _private_dns_name
+ca_bundle = _ca_bundle

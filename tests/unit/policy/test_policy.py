@@ -157,11 +157,16 @@ def gcp_dev() -> Synthesis:
     return gcp_synth(GCP_BASE)
 
 
+@pytest.fixture(scope="module")
+def aws_scale() -> Synthesis:
+    return synth(full(AWS_BASE, readReplicas="1", pooler="managed"))
+
+
 # -- the pack itself ----------------------------------------------------------------------------
 
 
 def test_every_policy_names_its_control_and_is_unique() -> None:
-    assert len(RULE_NAMES) == len(RULES) == 20
+    assert len(RULE_NAMES) == len(RULES) == 21
     for rule in RULES:
         assert rule.description.startswith(("FSBP ", "CIS GCP ", "Project rule")), rule.name
         assert rule.name == rule.name.lower().replace(" ", "-")
@@ -246,7 +251,7 @@ def test_gcp_ssh_mode_needs_its_ranges_in_the_pack_config() -> None:
 class Bad:
     policy: str
     control: str
-    cloud: str  # "aws" | "aws-prod" | "gcp"
+    cloud: str  # "aws" | "aws-prod" | "gcp" | "aws-scale" (a read replica and RDS Proxy)
     resource: str  # the recorded resource's name
     changes: Mapping[str, Any]
     type_: str = ""  # where several resources share the name (a secret, its version, its password)
@@ -264,6 +269,7 @@ IP = "settings__ipConfiguration__"
 BACKUP = "settings__backupConfiguration__"
 VM = "private-postgres-dev-bastion-instance"
 SSH_FW = "private-postgres-dev-bastion-ssh-in"
+PROXY = "aws:rds/proxy:Proxy"
 SUBNET = "private-postgres-dev-net-subnet"
 
 BAD: tuple[Bad, ...] = (
@@ -280,6 +286,10 @@ BAD: tuple[Bad, ...] = (
     Bad("rds-force-ssl", "TLS only", "aws", PARAMS, {"parameters__0__value": "0"}),
     Bad("rds-force-ssl", "TLS only", "aws", PARAMS, {"parameters": []}),
     Bad("rds-production-protection", "FSBP RDS.8", "aws-prod", PROD_DB, {"deletionProtection": False}),
+    Bad("rds-proxy-tls", "FSBP RDS.43", "aws-scale", "private-postgres-dev-pooler-proxy", {"requireTls": False}, PROXY),
+    Bad(
+        "rds-proxy-tls", "FSBP RDS.43", "aws-scale", "private-postgres-dev-pooler-proxy", {"requireTls": DELETE}, PROXY
+    ),
     Bad("no-ssh-from-anywhere", "FSBP EC2.13", "aws", ENDPOINT_RULE, {"cidrIpv4": "0.0.0.0/0", "fromPort": 22.0}),
     Bad("no-ssh-from-anywhere", "FSBP EC2.13", "aws", ENDPOINT_RULE, {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "-1"}),
     Bad(
@@ -342,8 +352,10 @@ def _case_id(bad: Bad) -> str:
 
 
 @pytest.mark.parametrize("bad", BAD, ids=[_case_id(b) for b in BAD])
-def test_rule_reports_its_bad_resource(bad: Bad, aws_dev: Synthesis, aws_prod: Synthesis, gcp_dev: Synthesis) -> None:
-    result = {"aws": aws_dev, "aws-prod": aws_prod, "gcp": gcp_dev}[bad.cloud]
+def test_rule_reports_its_bad_resource(
+    bad: Bad, aws_dev: Synthesis, aws_prod: Synthesis, gcp_dev: Synthesis, aws_scale: Synthesis
+) -> None:
+    result = {"aws": aws_dev, "aws-prod": aws_prod, "gcp": gcp_dev, "aws-scale": aws_scale}[bad.cloud]
     [resource] = [r for r in result.resources if r.name == bad.resource and r.type.startswith(bad.type_)]
     assert reported(resource.type, plain(dict(resource.inputs))) == {}  # the program's own resource passes
     found = reported(resource.type, broken(resource, **bad.changes))
