@@ -4,7 +4,7 @@ name. Nothing else."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
@@ -17,7 +17,15 @@ from infra.provision.gcp.secrets import stored_secret
 from infra.provision.naming import instance_suffix
 from infra.provision.passwords import generated_password, secret_document
 
-__all__ = ["DATABASE_FLAGS", "DATABASE_VERSION", "Database", "ca_bundle", "log_retention_days", "private_dns_name"]
+__all__ = [
+    "DATABASE_FLAGS",
+    "DATABASE_VERSION",
+    "Database",
+    "ca_bundle",
+    "log_retention_days",
+    "private_dns_name",
+    "private_name_zone",
+]
 
 DATABASE_VERSION = "POSTGRES_16"  # major only: Cloud SQL applies minor versions in maintenance
 BACKUP_START = "03:00"  # UTC; before the maintenance window
@@ -161,27 +169,15 @@ class Database(pulumi.ComponentResource):
 
         # Cloud SQL does not publish the instance name in DNS for private service access: a private
         # zone for exactly that name lets the bastion resolve db_host to the private address.
-        zone = gcp.dns.ManagedZone(
+        private_name_zone(
             f"{name}-dns",
-            name=f"{meta.prefix}-pg",
-            project=settings.project,
-            dns_name=self.host.apply(lambda host: f"{host}."),
-            visibility="private",
+            zone_name=f"{meta.prefix}-pg",
+            host=self.host,
+            address=self.instance.private_ip_address,
             description=f"{meta.prefix}: the Cloud SQL instance name, inside the VPC only",
-            private_visibility_config=gcp.dns.ManagedZonePrivateVisibilityConfigArgs(
-                networks=[gcp.dns.ManagedZonePrivateVisibilityConfigNetworkArgs(network_url=network_id)],
-            ),
-            labels=meta.labels,
-            opts=child,
-        )
-        gcp.dns.RecordSet(
-            f"{name}-dns-a",
             project=settings.project,
-            managed_zone=zone.name,
-            name=zone.dns_name,
-            type="A",
-            ttl=300,
-            rrdatas=[self.instance.private_ip_address],
+            network_id=network_id,
+            labels=meta.labels,
             opts=child,
         )
 
@@ -226,6 +222,49 @@ class Database(pulumi.ComponentResource):
                 "admin_secret": self.admin_secret_name,
             }
         )
+
+
+def private_name_zone(
+    name: str,
+    *,
+    zone_name: str,
+    host: pulumi.Output[str],
+    address: pulumi.Input[str],
+    description: str,
+    project: str,
+    network_id: pulumi.Input[str],
+    labels: Mapping[str, str],
+    opts: pulumi.ResourceOptions,
+) -> gcp.dns.ManagedZone:
+    """A private zone for exactly ``host`` with its A record: the bastion resolves the instance's name.
+
+    Cloud SQL does not publish the instance name in DNS for private service access; the zone is
+    visible only inside ``network_id``. Used for the primary and for each read replica.
+    """
+    zone = gcp.dns.ManagedZone(
+        name,
+        name=zone_name,
+        project=project,
+        dns_name=host.apply(lambda h: f"{h}."),
+        visibility="private",
+        description=description,
+        private_visibility_config=gcp.dns.ManagedZonePrivateVisibilityConfigArgs(
+            networks=[gcp.dns.ManagedZonePrivateVisibilityConfigNetworkArgs(network_url=network_id)],
+        ),
+        labels=dict(labels),
+        opts=opts,
+    )
+    gcp.dns.RecordSet(
+        f"{name}-a",
+        project=project,
+        managed_zone=zone.name,
+        name=zone.dns_name,
+        type="A",
+        ttl=300,
+        rrdatas=[address],
+        opts=opts,
+    )
+    return zone
 
 
 def _private_dns_name(names: Sequence[object] | None, fallback: str | None) -> str:

@@ -24,6 +24,7 @@ from infra.provision.gcp.database import (
     Database,
     ca_bundle,
     private_dns_name,
+    private_name_zone,
 )
 from infra.provision.naming import instance_suffix
 
@@ -115,27 +116,15 @@ class Replicas(pulumi.ComponentResource):
             host = pulumi.Output.all(replica.dns_names, replica.dns_name).apply(
                 lambda values: private_dns_name(values[0], values[1])
             )
-            zone = gcp.dns.ManagedZone(
+            private_name_zone(
                 f"{name}-{index}-dns",
-                name=f"{meta.prefix}-pg-replica-{index}",
-                project=settings.project,
-                dns_name=host.apply(lambda h: f"{h}."),
-                visibility="private",
+                zone_name=f"{meta.prefix}-pg-replica-{index}",
+                host=host,
+                address=replica.private_ip_address,
                 description=f"{meta.prefix}: read replica {index}'s name, inside the VPC only",
-                private_visibility_config=gcp.dns.ManagedZonePrivateVisibilityConfigArgs(
-                    networks=[gcp.dns.ManagedZonePrivateVisibilityConfigNetworkArgs(network_url=network_id)],
-                ),
-                labels=meta.labels,
-                opts=child,
-            )
-            gcp.dns.RecordSet(
-                f"{name}-{index}-dns-a",
                 project=settings.project,
-                managed_zone=zone.name,
-                name=zone.dns_name,
-                type="A",
-                ttl=300,
-                rrdatas=[replica.private_ip_address],
+                network_id=network_id,
+                labels=meta.labels,
                 opts=child,
             )
             self.instances.append(replica)
