@@ -273,6 +273,11 @@ def test_same_email_in_another_tenant_is_fine(admin: psycopg.Connection[Any], wo
             "INSERT INTO app.users (tenant_id, email, display_name) VALUES (%s, 'OWNER@a.example', 'Same')",
             (world.tenant_b,),
         )
+        row = admin.execute(
+            "SELECT count(*) FROM app.users WHERE tenant_id = %s AND lower(email) = 'owner@a.example'",
+            (world.tenant_b,),
+        ).fetchone()
+        assert row == (1,)  # the same address as tenant A's owner, stored once for tenant B
 
 
 def test_duplicate_external_subscription_id(admin: psycopg.Connection[Any], world: World) -> None:
