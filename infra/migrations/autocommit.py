@@ -1,10 +1,14 @@
-"""``transaction:false`` sections: statement by statement in autocommit, progress in the ledger.
+"""``transaction:false`` sections: the whole section in one round trip, progress in the ledger.
 
-``CREATE INDEX CONCURRENTLY`` and friends refuse to run in a transaction block, and a message of
-several statements is one implicit transaction, so each statement goes alone. After each, one
-message checks the session (the guard), records the statement's sha256 and the count in the ledger,
-and, after the last, marks the row ``applied``: a rerun resumes at the first unapplied statement
-once the hashes of those already applied still match the file (:mod:`infra.migrations.validate`).
+``CREATE INDEX CONCURRENTLY`` and friends refuse to run in a transaction block, and a simple-query
+message of several statements is one implicit transaction, so the section goes as a
+:class:`~infra.migrations.messages.Pipeline`: the file's statements each alone, and after each,
+in a transaction of the runner's own, the guard (the session is as the runner set it), the
+statement's sha256 and the count in the ledger; after the last, the row becomes ``applied``. An
+error makes the server skip the rest, so a statement is never recorded without having run and
+nothing runs after a failure; a rerun resumes at the first unrecorded statement once the hashes
+of those recorded still match the file (:mod:`infra.migrations.validate`). A lock timeout retries
+from the statement that hit it, in a new pipeline.
 
 An INVALID index left by an interrupted concurrent build is detected and named with the fix, or
 dropped and rebuilt with ``--rebuild-invalid-indexes``.
@@ -12,6 +16,7 @@ dropped and rebuilt with ``--rebuild-invalid-indexes``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -21,98 +26,169 @@ import psycopg
 from psycopg import sql
 
 from infra.errors import MigrationError
-from infra.migrations import ledger
+from infra.migrations import catalog, ledger
 from infra.migrations.messages import (
     AS_RUNNER,
     CLEAN,
     Message,
+    Pipeline,
     Unacknowledged,
     guard,
     one_line,
     timeouts,
     unacknowledged,
 )
-from infra.migrations.source import Migration
+from infra.migrations.source import Migration, Section
 from infra.migrations.statements import Statement, concurrent_index
 from infra.migrations.steps import LOCK_NOT_AVAILABLE, Action, Outcome, StepResult, backoff
 
 if TYPE_CHECKING:
     from infra.migrations.runner import Runner
 
-__all__ = ["apply_autocommit", "invalid_indexes", "run_statements"]
+__all__ = ["apply_autocommit", "invalid_indexes", "rollback_autocommit"]
 
 _log = logging.getLogger(__name__)
+_BEGIN = sql.SQL("BEGIN")
 
 
-def apply_autocommit(runner: Runner, mig: Migration, row: ledger.AppliedMigration | None) -> StepResult:
-    """The up section statement by statement, recording progress; resume after ``row``."""
+@dataclasses.dataclass
+class _Layout:
+    """Where each part of a pipeline starts (entry indexes), to say what a failure left behind."""
+
+    statements: dict[int, int] = dataclasses.field(default_factory=dict)  # entry -> statement index
+    records: dict[int, int] = dataclasses.field(default_factory=dict)  # first entry of a record -> index
+    setup_end: int = 0  # entries before this are the setup transaction
+    last_end: int = 0  # entries from here on come after the last record (the clean slate)
+
+    def where(self, entry: int) -> tuple[str, int]:
+        """("setup" | "statement" | "record" | "clean", statement index)."""
+        if entry < self.setup_end:
+            return "setup", -1
+        if entry >= self.last_end:
+            return "clean", -1
+        if entry in self.statements:
+            return "statement", self.statements[entry]
+        start = max(e for e in self.records if e <= entry)
+        return "record", self.records[start]
+
+
+def apply_autocommit(
+    runner: Runner, mig: Migration, row: ledger.AppliedMigration | None, *, stamp_catalog: bool = False
+) -> StepResult:
+    """The up section in one pipeline, recording progress; resume after ``row``; a lock timeout
+    retries from the statement that hit it. ``stamp_catalog``: the run's last migration."""
     done = (row.statements_applied or 0) if row else 0
     total = len(mig.up)
     action = Action.RESUME if row else Action.APPLY
     runner.progress.started(mig, action)
     started = time.perf_counter()
-    setup = Message(runner.conn).ours(*CLEAN, *timeouts(runner.timeouts_for(mig), local=False))
-    if row is None:
-        setup.ours(ledger.insert_started(mig, runner.actor))
-    else:
-        setup.ours(ledger.mark_resumed(mig, runner.actor))
+    if row is not None:
         _handle_invalid_indexes(runner, mig, mig.up[done : done + 1])
-    _send(runner, mig, setup, f"nothing ran; statements 1..{done} stay applied from before")
-    attempts = 1
-    for index in range(done, total):
-        attempts = max(attempts, _run_one(runner, mig, index))
-        last = index == total - 1
-        writes = [ledger.mark_statement(mig, index, mig.up[index].sha256)]
-        if last:
-            writes.append(ledger.mark_applied(mig, (time.perf_counter() - started) * 1000, runner.actor))
-        message = runner.finish(Message(runner.conn).ours(sql.SQL("BEGIN")), mig, *writes).commit()
-        if last:
-            message.ours(*CLEAN)
-        _send(runner, mig, message, f"statement {index + 1} ran but is not recorded; statements 1..{index} are")
-    if done >= total:  # everything ran before the interruption; only the status was left
-        ms = (time.perf_counter() - started) * 1000
-        message = Message(runner.conn).ours(sql.SQL("BEGIN"), AS_RUNNER)
-        message.ours(ledger.mark_applied(mig, ms, runner.actor), returns=mig.version).commit().ours(*CLEAN)
-        _send(runner, mig, message, f"statements 1..{done} stay applied")
+    first, setup, attempt, attempts = done, True, 1, 1
+    while True:
+        pipeline, layout = _up_pipeline(runner, mig, first, setup=setup, resumed=row is not None, stamp=stamp_catalog)
+        try:
+            pipeline.send()
+            break
+        except psycopg.Error as exc:
+            runner.rollback_quietly()
+            part, index = layout.where(pipeline.failed_at if pipeline.failed_at is not None else 0)
+            if part == "statement":
+                stmt = mig.up[index]
+                attempt = attempt if index == first else 1
+                retryable = exc.sqlstate == LOCK_NOT_AVAILABLE and attempt <= runner.options.lock_retries
+                if retryable and _handle_invalid_indexes(runner, mig, (stmt,), fail=False):
+                    delay = backoff(runner.options.retry_base_delay, attempt, runner.options.retry_max_delay)
+                    runner.progress.retrying(mig, attempt, delay, one_line(exc))
+                    runner.sleep(delay)
+                    first, setup, attempt = index, False, attempt + 1
+                    attempts = max(attempts, attempt)
+                    continue
+                _record_failure(runner, mig, one_line(exc))
+                raise _failure(runner, mig, exc, pipeline, attempt, index) from exc
+            _record_failure(runner, mig, one_line(exc))
+            after = {
+                "setup": f"nothing ran; statements 1..{first} stay applied from before",
+                "record": f"statement {index + 1} ran but its record failed: both rolled back where the server "
+                f"allows (an index built CONCURRENTLY stays INVALID); statements 1..{index} are recorded",
+                "clean": "the migration is applied and recorded",
+            }[part]
+            raise runner.failure(mig, exc, pipeline, attempt, after=after) from exc
+        except Unacknowledged as exc:
+            scope = "the ledger row says how far the section got (status shows it)"
+            raise unacknowledged(mig, exc, scope=scope) from exc
     ms = (time.perf_counter() - started) * 1000
     runner.progress.finished(mig, action, Outcome.DONE, ms)
     return StepResult(mig.version, mig.name, mig.filename, action, Outcome.DONE, ms, attempts, total - done)
 
 
-def _run_one(runner: Runner, mig: Migration, index: int) -> int:
-    """Statement ``index`` alone, retried on a lock timeout; the attempts it took."""
-    stmt = mig.up[index]
-    attempt = 1
-    while True:
-        message = Message(runner.conn).theirs([stmt])
-        try:
-            message.send()
-            return attempt
-        except psycopg.Error as exc:
-            retryable = exc.sqlstate == LOCK_NOT_AVAILABLE and attempt <= runner.options.lock_retries
-            if retryable and _handle_invalid_indexes(runner, mig, (stmt,), fail=False):
-                delay = backoff(runner.options.retry_base_delay, attempt, runner.options.retry_max_delay)
-                runner.progress.retrying(mig, attempt, delay, one_line(exc))
-                runner.sleep(delay)
-                attempt += 1
-                continue
-            _record_failure(runner, mig, one_line(exc))
-            raise _failure(runner, mig, exc, message, attempt, index) from exc
-        except Unacknowledged as exc:
-            _record_failure(runner, mig, exc.detail)
-            raise unacknowledged(mig, exc) from exc
+def _up_pipeline(
+    runner: Runner, mig: Migration, first: int, *, setup: bool, resumed: bool, stamp: bool
+) -> tuple[Pipeline, _Layout]:
+    """[setup transaction] (statement, its record)... from ``first``, then the clean slate."""
+    pipeline, layout = Pipeline(runner.conn), _Layout()
+    if setup:
+        start_row = ledger.mark_resumed(mig, runner.actor) if resumed else ledger.insert_started(mig, runner.actor)
+        pipeline.ours(_BEGIN, *CLEAN, *timeouts(runner.timeouts_for(mig), local=False), start_row).commit()
+    layout.setup_end = len(pipeline.entries)
+    total = len(mig.up)
+    for index in range(first, total):
+        layout.statements[len(pipeline.entries)] = index
+        pipeline.theirs([mig.up[index]])
+        layout.records[len(pipeline.entries)] = index
+        writes = [ledger.mark_statement(mig, index, mig.up[index].sha256)]
+        if index == total - 1:
+            writes.append(ledger.mark_applied(mig, runner.actor))
+        _record(runner, pipeline.ours(_BEGIN), mig, writes, stamp and index == total - 1)
+    if first >= total:  # everything ran before the interruption; only the status was left
+        layout.records[len(pipeline.entries)] = total - 1
+        _record(runner, pipeline.ours(_BEGIN), mig, [ledger.mark_applied(mig, runner.actor)], stamp)
+    layout.last_end = len(pipeline.entries)
+    pipeline.ours(*CLEAN)
+    return pipeline, layout
 
 
-def _send(runner: Runner, mig: Migration, message: Message, after: str) -> None:
-    """One bookkeeping message; a failure (the guard, a lost connection) is recorded and raised."""
+def _record(runner: Runner, pipeline: Pipeline, mig: Migration, writes: list[sql.Composed], stamp: bool) -> None:
+    runner.finish(pipeline, mig, *writes)
+    if stamp:
+        pipeline.ours(catalog.stamp_sql())
+    pipeline.commit()
+
+
+def rollback_autocommit(
+    runner: Runner, mig: Migration, section: Section, forget: Sequence[sql.Composed], extra: Sequence[sql.Composed]
+) -> None:
+    """A ``transaction:false`` down section in one pipeline: each statement alone, the guard after
+    each, then the ledger row's removal (``forget``, then ``extra``) in a transaction of its own."""
+    expected = runner.timeouts_for(mig)
+    pipeline, layout = Pipeline(runner.conn), _Layout()
+    pipeline.ours(_BEGIN, *CLEAN, *timeouts(expected, local=False)).commit()
+    layout.setup_end = len(pipeline.entries)
+    for index, stmt in enumerate(section.statements):
+        layout.statements[len(pipeline.entries)] = index
+        pipeline.theirs([stmt])
+        layout.records[len(pipeline.entries)] = index
+        pipeline.ours(_BEGIN, guard(expected)).commit()
+    layout.records[len(pipeline.entries)] = len(section.statements)
+    runner.finish(pipeline.ours(_BEGIN), mig, *forget).ours(*extra).commit()
+    layout.last_end = len(pipeline.entries)
+    pipeline.ours(*CLEAN)
     try:
-        message.send()
+        pipeline.send()
     except psycopg.Error as exc:
         runner.rollback_quietly()
-        _record_failure(runner, mig, one_line(exc))
-        raise runner.failure(mig, exc, message, 1, after=after) from exc
+        part, index = layout.where(pipeline.failed_at if pipeline.failed_at is not None else 0)
+        after = {
+            "setup": "nothing ran; the ledger still lists the migration",
+            "statement": f"the down section stopped at statement {index + 1}; the ledger still lists the migration",
+            "record": f"the down section stopped after statement {index}; the ledger still lists the migration"
+            if index < len(section.statements)
+            else "its down section ran; the ledger still lists it",
+            "clean": "the down section ran and the ledger no longer lists it",
+        }[part]
+        raise runner.failure(mig, exc, pipeline, 1, after=after) from exc
     except Unacknowledged as exc:
-        raise unacknowledged(mig, exc) from exc
+        raise unacknowledged(mig, exc, scope="the ledger says whether it still lists the migration") from exc
 
 
 def _failure(
@@ -140,23 +216,6 @@ def _record_failure(runner: Runner, mig: Migration, error: str) -> None:
     except (psycopg.Error, Unacknowledged):
         runner.rollback_quietly()
         _log.warning("could not record the failure of %s in the ledger", mig.filename)
-
-
-def run_statements(runner: Runner, mig: Migration, statements: Sequence[Statement], section: str) -> None:
-    """A ``transaction:false`` down section: each statement alone, the session checked after each."""
-    expected = runner.timeouts_for(mig)
-    runner.conn.execute(sql.SQL(";\n").join([*CLEAN, *timeouts(expected, local=False)]))
-    for index, stmt in enumerate(statements):
-        # alone: a second statement in the message would make it one (implicit) transaction
-        for message in (Message(runner.conn).theirs([stmt]), Message(runner.conn).ours(guard(expected))):
-            try:
-                message.send()
-            except psycopg.Error as exc:
-                runner.rollback_quietly()
-                after = f"the {section} section stopped at statement {index + 1}; the ledger still lists the migration"
-                raise runner.failure(mig, exc, message, 1, after=after) from exc
-            except Unacknowledged as exc:
-                raise unacknowledged(mig, exc) from exc
 
 
 def invalid_indexes(runner: Runner, statements: Sequence[Statement]) -> list[tuple[str, str, Statement]]:

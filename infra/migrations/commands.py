@@ -28,7 +28,7 @@ from psycopg import sql
 
 from infra.enums import Environment
 from infra.errors import MigrationError, MigrationParseError, SafetyError
-from infra.migrations import adopt, catalog, ledger, source
+from infra.migrations import adopt, ledger, source
 from infra.migrations import lint as lint_mod
 from infra.migrations.connection import ConnectionSpec, connect
 from infra.migrations.importers import MAP_FILE, ImportMap
@@ -370,9 +370,11 @@ def rollback(
                     f"rollback on production rolls back {len(undo)} migration(s); "
                     f"fix: repeat the stack name: --confirm {expected}"
                 )
-        steps = [runner.rollback(migrations[r.version], r, reason or f"rollback --to {to}") for r in undo]
-        if steps:
-            catalog.stamp(runner.conn)  # a rollback changes the schema on purpose: new drift baseline
+        # a rollback changes the schema on purpose: the last one records the new drift baseline
+        steps = [
+            runner.rollback(migrations[r.version], r, reason or f"rollback --to {to}", stamp_catalog=i == len(undo) - 1)
+            for i, r in enumerate(undo)
+        ]
         return RollbackResult(runner.run_id, tuple(steps))
 
 

@@ -453,10 +453,10 @@ def insert_started(mig: Migration, actor: Actor) -> sql.Composed:
 
 
 def mark_resumed(mig: Migration, actor: Actor) -> sql.Composed:
-    """A partial or failed row taken up again by this run."""
+    """A partial or failed row taken up again by this run (its duration counts from now)."""
     return sql.SQL(
         "UPDATE {s}.applied SET status = 'partial', last_error = NULL, run_id = {run}, statements_total = {t}, "
-        "filename = {f} WHERE version = {v}"
+        "filename = {f}, applied_at = clock_timestamp() WHERE version = {v}"
     ).format(
         s=_S, run=sql.Literal(actor.run_id), t=sql.Literal(len(mig.up)), f=sql.Literal(mig.filename), v=_v(mig.version)
     )
@@ -470,12 +470,17 @@ def mark_statement(mig: Migration, index: int, sha256: str) -> sql.Composed:
     ).format(s=_S, i=sql.Literal(index + 1), h=sql.Literal(sha256), v=_v(mig.version), prev=sql.Literal(index))
 
 
-def mark_applied(mig: Migration, ms: float, actor: Actor) -> sql.Composed:
-    """A no-transaction section finished: the row becomes ``applied``; returns the version."""
+def mark_applied(mig: Migration, actor: Actor) -> sql.Composed:
+    """A no-transaction section finished: the row becomes ``applied``; returns the version.
+
+    ``duration_ms`` is the server's time since the row was started (or resumed): the whole section
+    is sent at once, so the runner cannot know it when it writes this.
+    """
     return sql.SQL(
         "UPDATE {s}.applied SET status = 'applied', checksum = {c}, applied_at = clock_timestamp(), "
-        "duration_ms = {ms}, applied_by = {by} WHERE version = {v} RETURNING version"
-    ).format(s=_S, c=sql.Literal(mig.checksum), ms=sql.Literal(ms), by=sql.Literal(actor.by), v=_v(mig.version))
+        "duration_ms = 1000 * extract(epoch FROM clock_timestamp() - applied_at), applied_by = {by} "
+        "WHERE version = {v} RETURNING version"
+    ).format(s=_S, c=sql.Literal(mig.checksum), by=sql.Literal(actor.by), v=_v(mig.version))
 
 
 def mark_failed(version: int, error: str) -> sql.Composed:

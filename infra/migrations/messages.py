@@ -16,9 +16,11 @@ from the connection's defaults, without the last one's temporary objects), the t
 
 from __future__ import annotations
 
+import functools
+import select
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 from psycopg import pq, sql
@@ -33,9 +35,11 @@ __all__ = [
     "CLEAN",
     "GUARD_SQLSTATE",
     "Message",
+    "Pipeline",
     "Unacknowledged",
     "guard",
     "one_line",
+    "pipeline_results",
     "timeouts",
     "unacknowledged",
 ]
@@ -58,14 +62,21 @@ def timeouts(values: Mapping[str, str], *, local: bool) -> list[sql.Composable]:
     return [sql.SQL("{} {} = {}").format(verb, sql.Identifier(k), sql.Literal(v)) for k, v in values.items()]
 
 
-def guard(expected_timeouts: Mapping[str, str]) -> sql.Composed:
+def guard(expected_timeouts: Mapping[str, str]) -> sql.Composable:
     """One statement that fails (SQLSTATE ML002, DETAIL = what changed) unless the pinned settings,
     the timeouts and the migration lock are still as the runner set them.
 
     It runs at the end of every migration, inside its transaction: a migration that hid a
     ``SET standard_conforming_strings = off`` in a DO block is rolled back, and the next message is
-    never read under the changed setting.
+    never read under the changed setting. (Built once per set of timeouts: every migration of a
+    run sends the same one.)
     """
+    return _guard(tuple(expected_timeouts.items()))
+
+
+@functools.lru_cache(maxsize=16)
+def _guard(expected: tuple[tuple[str, str], ...]) -> sql.Composable:
+    expected_timeouts = dict(expected)
     checks: list[sql.Composable] = [
         sql.SQL("IF current_setting({n}) <> {v} THEN changed := changed || {n}::text; END IF;").format(
             n=sql.Literal(name), v=sql.Literal(value)
@@ -88,7 +99,7 @@ def guard(expected_timeouts: Mapping[str, str]) -> sql.Composed:
         "RAISE EXCEPTION 'the migration changed what the runner pins' USING ERRCODE = {code}, "
         "DETAIL = array_to_string(changed, ', '); END IF; END"
     ).format(checks=sql.SQL(" ").join(checks), code=sql.Literal(GUARD_SQLSTATE))
-    return sql.SQL("DO {}").format(sql.Literal(body.as_string(None)))
+    return sql.SQL(sql.SQL("DO {}").format(sql.Literal(body.as_string(None))).as_string(None))
 
 
 class Unacknowledged(Exception):
@@ -126,23 +137,29 @@ class Message:
     entries: list[_Entry] = field(default_factory=list)
     length: int = 0
     failed_at: int | None = None  # index of the statement whose result was an error
-    commit_at: int | None = None  # index of our COMMIT (which must answer COMMIT, not ROLLBACK)
+    commits: list[int] = field(default_factory=list)  # our COMMITs (each must answer COMMIT, not ROLLBACK)
+    #: what follows each of our statements and each of a file's (a simple-query message separates
+    #: them with ``;``; a :class:`Pipeline` sends each alone)
+    ours_end = ";\n"
+    theirs_end = "\n;\n"
 
-    def ours(self, *statements: sql.Composable, returns: int | None = None) -> Message:
+    def ours(self, *statements: sql.Composable, returns: int | None = None) -> Self:
         """The runner's statements (one each); ``returns``: the version the last one must return."""
         for i, stmt in enumerate(statements):
             last = i == len(statements) - 1
-            self._add(stmt.as_string(self.conn) + ";\n", None, str(returns) if last and returns is not None else None)
+            self._add(
+                stmt.as_string(self.conn) + self.ours_end, None, str(returns) if last and returns is not None else None
+            )
         return self
 
-    def commit(self) -> Message:
-        self.commit_at = len(self.entries)
+    def commit(self) -> Self:
+        self.commits.append(len(self.entries))
         return self.ours(sql.SQL("COMMIT"))
 
-    def theirs(self, statements: Sequence[Statement]) -> Message:
+    def theirs(self, statements: Sequence[Statement]) -> Self:
         """A file's statements, as written, each closed by ``;`` on a line of its own."""
         for stmt in statements:
-            self._add(stmt.text + "\n;\n", stmt, None)
+            self._add(stmt.text + self.theirs_end, stmt, None)
         return self
 
     def _add(self, text: str, statement: Statement | None, returns: str | None) -> None:
@@ -183,8 +200,9 @@ class Message:
                 raise Unacknowledged(
                     f"a ledger write returned {result.ntuples} rows instead of version {entry.returns}"
                 )
-        if self.commit_at is not None and (status := results[self.commit_at].command_status) != b"COMMIT":
-            raise Unacknowledged(f"COMMIT was answered {status!r}")
+        for at in self.commits:
+            if (status := results[at].command_status) != b"COMMIT":
+                raise Unacknowledged(f"COMMIT was answered {status!r}")
 
     def culprit(self, exc: psycopg.Error) -> tuple[Statement | None, int | None]:
         """The file's statement an error belongs to and its file line (None: the runner's own SQL).
@@ -206,9 +224,108 @@ class Message:
         return (theirs[0], theirs[0].line) if len(theirs) == 1 else (None, None)
 
 
-def unacknowledged(mig: Migration, exc: Unacknowledged, *, whole_run: bool = False) -> MigrationError:
+class Pipeline(Message):
+    """Statements sent each alone (the extended protocol) with one Sync after the last: one round trip.
+
+    Unlike a simple-query message, whose statements are one implicit transaction, a pipeline can
+    hold a ``transaction:false`` section: the runner's bookkeeping in transactions of its own and
+    the file's statements between them, including those that refuse a transaction block. What the
+    runner relies on (PostgreSQL 16's ``exec_execute_message`` in src/backend/tcop/postgres.c and
+    ``PreventInTransactionBlock`` in xact.c; each checked against the server by
+    tests/integration/migrations/test_pipeline_protocol.py):
+
+    * an error makes the server skip every later message up to the Sync: nothing after a failed
+      statement runs, and a statement's record is never written without it;
+    * a statement that refuses a transaction block (``CREATE INDEX CONCURRENTLY``, ``VACUUM``) runs
+      when it comes first or right after a ``COMMIT``; after any other statement of the pipeline
+      the server refuses it ("cannot be executed within a pipeline"), so each of a file's
+      statements follows the runner's ``COMMIT``;
+    * what such a statement leaves open (the step that marks a concurrently built index valid)
+      commits with the runner's next transaction, as a plain statement does: a statement and its
+      record commit together where the server allows it.
+    """
+
+    ours_end = ""
+    theirs_end = ""
+
+    def send(self) -> None:
+        self.failed_at = None
+        results = pipeline_results(self.conn, [part.encode() for part in self.parts])
+        answered = [r for r in results if r.status in _OK]
+        if len(answered) < len(results):
+            self.failed_at = len(answered)
+            failed = results[len(answered)]
+            if failed.status == pq.ExecStatus.FATAL_ERROR:
+                raise psycopg.errors.error_from_result(failed, encoding=self.conn.info.encoding)
+        try:
+            if len(answered) != len(self.entries):
+                raise Unacknowledged(f"the server answered {len(answered)} of the {len(self.entries)} statements sent")
+            self._verify(answered)
+        except Unacknowledged:
+            if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def culprit(self, exc: psycopg.Error) -> tuple[Statement | None, int | None]:
+        """The failed statement (each was sent alone: a position counts from its own start); when
+        the runner's own SQL failed (the guard, a record), the file's statement before it."""
+        if self.failed_at is None:
+            return None, None
+        stmt = self.entries[self.failed_at].statement
+        if stmt is None:
+            before = [e.statement for e in self.entries[: self.failed_at] if e.statement is not None]
+            return (before[-1], before[-1].line) if before else (None, None)
+        position = exc.diag.statement_position
+        return stmt, stmt.line_at(int(position) - 1) if position is not None else stmt.line
+
+
+def pipeline_results(conn: psycopg.Connection[tuple[Any, ...]], parts: Sequence[bytes]) -> list[pq.abc.PGresult]:
+    """Send each part alone and one Sync, in one write, and read every result up to the Sync.
+
+    (psycopg's own pipeline sends each statement as it is queued and reads what has come back
+    in between: correct, but several turns of the wire for what is one round trip here.) Ctrl-C
+    cancels the running statement, reads the rest, then raises.
+    """
+    pgconn = conn.pgconn
+    pgconn.enter_pipeline_mode()
+    results: list[pq.abc.PGresult] = []
+    interrupted = False
+    try:
+        for part in parts:
+            pgconn.send_query_params(part, None)
+        pgconn.pipeline_sync()
+        while True:
+            try:
+                flushing = pgconn.flush() == 1
+                if flushing or pgconn.is_busy():
+                    readable, _, _ = select.select([pgconn.socket], [pgconn.socket] if flushing else [], [], 1.0)
+                    if readable:
+                        pgconn.consume_input()
+                    continue
+                result = pgconn.get_result()
+                if result is None:  # the end of one statement's results
+                    continue
+                if result.status == pq.ExecStatus.PIPELINE_SYNC:
+                    break
+                results.append(result)
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise
+                interrupted = True
+                conn.cancel_safe()
+    finally:
+        if pgconn.pipeline_status != pq.PipelineStatus.OFF and not pgconn.is_busy():
+            pgconn.exit_pipeline_mode()
+    if interrupted:
+        raise KeyboardInterrupt
+    return results
+
+
+def unacknowledged(
+    mig: Migration, exc: Unacknowledged, *, whole_run: bool = False, scope: str | None = None
+) -> MigrationError:
     """The error for a message the server did not run as sent (its transaction is rolled back)."""
-    scope = "the whole run was rolled back" if whole_run else "rolled back, nothing recorded"
+    scope = scope or ("the whole run was rolled back" if whole_run else "rolled back, nothing recorded")
     return MigrationError(
         f"{exc.detail}; {scope}",
         file=mig.filename,

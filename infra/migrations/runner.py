@@ -9,8 +9,9 @@ Round trips are the cost of a tunnel, so the runner spends as few as the protoco
   (:mod:`infra.migrations.messages`). The server runs it statement by statement, so the ledger row
   commits with the migration or not at all, and "done" is printed only when the server answered
   every statement, the row came back and COMMIT said COMMIT.
-* a ``transaction:false`` section (:mod:`infra.migrations.autocommit`): each statement alone in
-  autocommit, each followed by a progress update, so a rerun resumes at the first unapplied one.
+* a ``transaction:false`` section (:mod:`infra.migrations.autocommit`): one pipeline of
+  extended-protocol messages, each statement alone and followed by its progress record in a
+  transaction of the runner's own, so a rerun resumes at the first unrecorded one.
 
 What to run is decided before (:mod:`infra.migrations.validate`); this module only runs it.
 """
@@ -34,7 +35,7 @@ from psycopg import pq, sql
 
 from infra.errors import LockTimeout, MigrationError
 from infra.migrations import catalog, ledger
-from infra.migrations.autocommit import apply_autocommit, run_statements
+from infra.migrations.autocommit import apply_autocommit, rollback_autocommit
 from infra.migrations.ledger import Actor, AppliedMigration, EventAction, LockHolder, TransactionMode
 from infra.migrations.messages import (
     AS_RUNNER,
@@ -185,10 +186,7 @@ class Runner:
         """Apply one migration its way; ``last`` records the catalog snapshot drift compares against."""
         if resume is None and (mig.up_section.empty or not mig.directives.no_transaction):
             return self.apply_transactional(mig, stamp_catalog=last)
-        step = apply_autocommit(self, mig, resume)
-        if last:
-            catalog.stamp(self.conn)  # one more round trip: the section ran outside a transaction
-        return step
+        return apply_autocommit(self, mig, resume, stamp_catalog=last)
 
     def apply_transactional(self, mig: Migration, *, stamp_catalog: bool = False) -> StepResult:
         """Apply in one transaction with its ledger row, in one round trip; retry on lock timeout."""
@@ -279,8 +277,11 @@ class Runner:
 
     # -- rollback ------------------------------------------------------------------------------
 
-    def rollback(self, mig: Migration, row: AppliedMigration, reason: str) -> StepResult:
-        """Run the down section and delete the ledger row (in one transaction unless transaction:false)."""
+    def rollback(
+        self, mig: Migration, row: AppliedMigration, reason: str, *, stamp_catalog: bool = False
+    ) -> StepResult:
+        """Run the down section and delete the ledger row (in one transaction unless transaction:false);
+        ``stamp_catalog``: record the catalog drift compares against, with the ledger change."""
         section = mig.down_section
         assert section is not None  # commands refuse irreversible migrations first
         forget = (
@@ -295,21 +296,13 @@ class Runner:
             ),
             ledger.delete(mig.version),
         )
+        stamp = (catalog.stamp_sql(),) if stamp_catalog else ()
         if section.transaction or section.empty:
-            message = self.finish(self.begin(mig).theirs(section.statements), mig, *forget).commit()
+            message = self.finish(self.begin(mig).theirs(section.statements), mig, *forget).ours(*stamp).commit()
             return self._run_with_retries(mig, Action.ROLLBACK, message, section)
         self.progress.started(mig, Action.ROLLBACK)
         started = time.perf_counter()
-        run_statements(self, mig, section.statements, "down")
-        message = self.finish(Message(self.conn).ours(sql.SQL("BEGIN")), mig, *forget).commit()
-        try:
-            message.send()
-        except psycopg.Error as exc:
-            self.rollback_quietly()
-            raise self.failure(mig, exc, message, 1, after="its down section ran; the ledger still lists it") from exc
-        except Unacknowledged as exc:
-            raise unacknowledged(mig, exc) from exc
-        self.conn.execute(sql.SQL(";\n").join(CLEAN))
+        rollback_autocommit(self, mig, section, forget, stamp)
         ms = (time.perf_counter() - started) * 1000
         self.progress.finished(mig, Action.ROLLBACK, Outcome.DONE, ms)
         return StepResult(

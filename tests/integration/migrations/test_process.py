@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra.cli import main
+from infra.errors import MigrationError
 from infra.migrations import commands
 from infra.migrations.commands import MigrationContext
 from infra.migrations.connection import connect
@@ -211,6 +212,63 @@ def test_a_migration_costs_one_round_trip(pg_db: PgDatabase, mig_dir: Migrations
         commands.migrate(MigrationContext(spec, target.migrations_dir, options=target.options))
         proxy.wait_closed()
         assert proxy.stats().round_trips <= connection_cost + 1
+
+
+def test_a_transaction_false_section_costs_one_round_trip_up_and_down(
+    pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext
+) -> None:
+    mig_dir.write(
+        1, "t", "CREATE TABLE t (id bigint, v text);\nINSERT INTO t SELECT g, 'x' FROM generate_series(1, 50) g;"
+    )
+    mig_dir.write(
+        2,
+        "indexes",
+        "CREATE INDEX CONCURRENTLY t_v ON t (v);\nUPDATE t SET v = 'y' WHERE id = 1;\n"
+        "CREATE UNIQUE INDEX CONCURRENTLY t_id ON t (id);",
+        "DROP INDEX CONCURRENTLY t_id;\nDROP INDEX CONCURRENTLY t_v;",
+        head="-- migrate:no-transaction\n",
+    )
+    with TcpProxy("127.0.0.1", pg_db.cluster.port) as proxy:
+        spec = spec_for(pg_db, port=proxy.port)
+        connect(spec, "probe").close()
+        proxy.wait_closed()
+        connection_cost = proxy.stats().round_trips
+        proxy.reset()
+        context = MigrationContext(spec, target.migrations_dir, options=target.options)
+        assert [s.version for s in commands.migrate(context).applied] == [1, 2]
+        proxy.wait_closed()
+        # the lock and ledger read, migration 1, and all three statements of 2 with their records
+        assert proxy.stats().round_trips == connection_cost + 1 + 2
+        assert query(pg_db, "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                     "WHERE i.indrelid = 't'::regclass ORDER BY 1") == [("t_id", True), ("t_v", True)]  # fmt: skip
+        assert ledger_rows(pg_db) == [(1, "applied", "transaction", None, None), (2, "applied", "no-transaction", 3, 3)]
+        assert query(pg_db, "SELECT duration_ms >= 0 FROM migrations_ledger.applied WHERE version = 2") == [(True,)]
+        proxy.reset()
+        commands.rollback(context, to=1)
+        proxy.wait_closed()
+        assert proxy.stats().round_trips == connection_cost + 1 + 1
+        assert ledger_rows(pg_db) == [(1, "applied", "transaction", None, None)]
+        assert query(pg_db, "SELECT count(*) FROM pg_index WHERE indrelid = 't'::regclass") == [(0,)]
+
+
+def test_a_guard_failure_in_a_transaction_false_section_stops_before_the_next_statement(
+    pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext
+) -> None:
+    mig_dir.write(1, "t", "CREATE TABLE t (id bigint);")
+    mig_dir.write(
+        2,
+        "sneaky",
+        "INSERT INTO t VALUES (1);\nDO $$ BEGIN PERFORM set_config('lock_timeout', '0', false); "
+        "INSERT INTO t VALUES (2); END $$;\nCREATE INDEX CONCURRENTLY t_id ON t (id);",
+        head="-- migrate:no-transaction\n",
+    )
+    with pytest.raises(MigrationError, match="the migration changed what the runner pins: lock_timeout") as failed:
+        commands.migrate(target)
+    assert "0002_sneaky.sql:4:" in str(failed.value)
+    # statement 1 is applied and recorded; statement 2 rolled back with its record; 3 never ran
+    assert query(pg_db, "SELECT id FROM t") == [(1,)]
+    assert query(pg_db, "SELECT count(*) FROM pg_index WHERE indrelid = 't'::regclass") == [(0,)]
+    assert ledger_rows(pg_db)[1] == (2, "failed", "no-transaction", 1, 3)
 
 
 def test_lost_connection_mid_migration_leaves_nothing_and_rerun_completes(

@@ -277,6 +277,39 @@ def test_lock_timeout_retries_then_succeeds(
     ) == [(1,)]
 
 
+def test_a_lock_timeout_in_a_transaction_false_section_retries_from_that_statement(
+    pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext
+) -> None:
+    mig_dir.table(1, "a")
+    commands.migrate(target)
+    mig_dir.write(
+        2,
+        "fill_then_alter",
+        "CREATE TABLE fills (n int);\nINSERT INTO fills VALUES (1);\nALTER TABLE a ADD COLUMN w text;\n"
+        "INSERT INTO fills VALUES (2);",
+        head="-- migrate:no-transaction\n",
+    )
+    blocker = psycopg.connect(**_admin(pg_db))
+    blocker.execute("BEGIN")
+    blocker.execute("LOCK TABLE a IN ACCESS SHARE MODE")
+
+    def release() -> None:
+        if not blocker.closed:
+            blocker.execute("COMMIT")
+            blocker.close()
+
+    progress = Recorder(on_retry=release)
+    result = commands.migrate(with_options(target, lock_timeout="200ms", lock_retries=3), progress=progress)
+    assert [(s.version, s.attempts) for s in result.applied] == [(2, 2)]
+    assert progress.events.count(("retry", "0002_fill_then_alter")) == 1
+    # the statements before the one that waited ran once; the rest after the retry
+    assert query(pg_db, "SELECT n FROM fills ORDER BY n") == [(1,), (2,)]
+    assert query(
+        pg_db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'a' AND column_name = 'w'"
+    ) == [(1,)]
+    assert ledger_rows(pg_db)[1] == (2, "applied", "no-transaction", 4, 4)
+
+
 def test_lock_timeout_gives_up_after_bounded_retries(
     pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext
 ) -> None:
