@@ -92,7 +92,11 @@ def apply_autocommit(
             break
         except psycopg.Error as exc:
             runner.rollback_quietly()
-            part, index = layout.where(pipeline.failed_at if pipeline.failed_at is not None else 0)
+            if pipeline.failed_at is None:  # not a statement's error: the connection, most likely
+                _record_failure(runner, mig, one_line(exc))
+                after = "the ledger row says how far the section got (status shows it); a rerun resumes after it"
+                raise runner.failure(mig, exc, pipeline, attempt, after=after) from exc
+            part, index = layout.where(pipeline.failed_at)
             if part == "statement":
                 stmt = mig.up[index]
                 attempt = attempt if index == first else 1
@@ -177,7 +181,10 @@ def rollback_autocommit(
         pipeline.send()
     except psycopg.Error as exc:
         runner.rollback_quietly()
-        part, index = layout.where(pipeline.failed_at if pipeline.failed_at is not None else 0)
+        if pipeline.failed_at is None:  # not a statement's error: the connection, most likely
+            after = "the down section may have run in part; the ledger still lists the migration"
+            raise runner.failure(mig, exc, pipeline, 1, after=after) from exc
+        part, index = layout.where(pipeline.failed_at)
         after = {
             "setup": "nothing ran; the ledger still lists the migration",
             "statement": f"the down section stopped at statement {index + 1}; the ledger still lists the migration",

@@ -302,6 +302,50 @@ def test_lost_connection_mid_migration_leaves_nothing_and_rerun_completes(
     assert [s.version for s in commands.migrate(target).applied] == [1]
 
 
+def test_lost_connection_in_a_transaction_false_section_is_resumed_after_the_last_recorded_statement(
+    pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext
+) -> None:
+    mig_dir.write(1, "t", "CREATE TABLE t (id bigint);")
+    mig_dir.write(
+        2,
+        "steps",
+        "INSERT INTO t VALUES (1);\nSELECT pg_sleep(1.5) AS drop_marker;\nINSERT INTO t VALUES (3);",
+        head="-- migrate:no-transaction\n",
+    )
+    with TcpProxy("127.0.0.1", pg_db.cluster.port) as proxy:
+        spec = spec_for(pg_db, port=proxy.port)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                commands.migrate(MigrationContext(spec, target.migrations_dir, options=target.options))
+            except BaseException as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=run)
+        t.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not query(
+            pg_db,
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%drop_marker%' "
+            "AND state = 'active' AND pid <> pg_backend_pid()",
+        ):
+            time.sleep(0.02)
+        proxy.drop()
+        t.join(timeout=20)
+    assert len(errors) == 1 and isinstance(errors[0], MigrationError), errors
+    message = str(errors[0])
+    assert "nothing ran" not in message
+    assert "the ledger row says how far the section got" in message
+    # statement 1 is applied and recorded; the server ends the session during statement 2
+    assert query(pg_db, "SELECT id FROM t ORDER BY id") == [(1,)]
+    assert ledger_rows(pg_db)[1] == (2, "partial", "no-transaction", 1, 3)
+    result = commands.migrate(target)
+    assert [(s.version, s.action, s.statements) for s in result.applied] == [(2, "resume", 2)]
+    assert query(pg_db, "SELECT id FROM t ORDER BY id") == [(1,), (3,)]
+    assert ledger_rows(pg_db)[1] == (2, "applied", "no-transaction", 3, 3)
+
+
 def test_cli_json_status_is_machine_readable(pg_db: PgDatabase, mig_dir: MigrationsDir) -> None:
     mig_dir.table(1, "a")
     env = cli_env(pg_db)
