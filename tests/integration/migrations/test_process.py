@@ -333,7 +333,8 @@ def test_lost_connection_in_a_transaction_false_section_is_resumed_after_the_las
             time.sleep(0.02)
         proxy.drop()
         t.join(timeout=20)
-    assert len(errors) == 1 and isinstance(errors[0], MigrationError), errors
+    assert len(errors) == 1, errors
+    assert isinstance(errors[0], MigrationError), errors
     message = str(errors[0])
     assert "nothing ran" not in message
     assert "the ledger row says how far the section got" in message
