@@ -8,7 +8,8 @@ files from ``status``, ``plan`` or ``validate``.
 
 ``baseline`` and ``plan --measure`` also replay files on a scratch PostgreSQL 16 (the steps that
 make this module longer than 500 lines; the pieces they use live in ``adopt``, ``measure``,
-``scratch``).
+``scratch``). Those modules, the importers' and ``lint``'s are imported by the verbs that use them:
+``python -m infra migrate`` starts without them.
 
 Raises (all :class:`~infra.errors.InfraError`): ``MigrationParseError``, ``ValidationError`` /
 ``ChecksumMismatch``, ``LockTimeout``, ``LintBlocked``, ``SafetyError``, ``MigrationError``.
@@ -21,20 +22,16 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
 from infra.enums import Environment
 from infra.errors import MigrationError, MigrationParseError, SafetyError
-from infra.migrations import adopt, ledger, source
-from infra.migrations import lint as lint_mod
+from infra.migrations import ledger, source
 from infra.migrations.connection import ConnectionSpec, connect
-from infra.migrations.importers import MAP_FILE, ImportMap
 from infra.migrations.ledger import AppliedMigration, EventAction, TransactionMode
-from infra.migrations.measure import MeasuredMigration
-from infra.migrations.measure import measure as measure_locks
 from infra.migrations.messages import Message, Unacknowledged, one_line
 from infra.migrations.results import (
     BaselineResult,
@@ -50,11 +47,14 @@ from infra.migrations.results import (
     ValidateResult,
 )
 from infra.migrations.runner import Runner, RunOptions, new_run_id
-from infra.migrations.scratch import ScratchServer
 from infra.migrations.source import BrokenFile, Migration, Source
 from infra.migrations.steps import NullProgress, Progress, StepResult
 from infra.migrations.validate import Validation, check, raise_problems
 from infra.paths import MIGRATIONS_DIR
+
+if TYPE_CHECKING:
+    from infra.migrations.measure import MeasuredMigration
+    from infra.migrations.scratch import ScratchServer
 
 __all__ = [
     "BaselineResult",
@@ -144,6 +144,13 @@ def _check_environment(runner: Runner, target: MigrationContext, stamped: str | 
     return stamped
 
 
+def _lint_gate(migrations: Sequence[Migration]) -> None:
+    """Production's lint gate (``lint`` is imported here: a run elsewhere does not load it)."""
+    from infra.migrations import lint as lint_mod
+
+    lint_mod.gate(migrations)
+
+
 def _stopped(broken: BrokenFile) -> MigrationParseError:
     """A run's stop at a broken file: its own error, saying what happened around it."""
     error = broken.error
@@ -191,14 +198,14 @@ def migrate(
             # a refusal writes nothing. (A database stamped production already has its ledger, so
             # the gate after the lock below writes nothing either.)
             pending = _validated(files, ledger.read_ledger(runner.conn)[0], to, target.options).todo(to)
-            lint_mod.gate(pending)
+            _lint_gate(pending)
             linted = {m.filename for m in pending}
         rows, stamped = ledger.read_ledger(runner.conn) if dry_run else runner.acquire()
         validation = _validated(files, rows, to, target.options)
         todo = validation.todo(to)
         stop = validation.stop if validation.stop and (to is None or (validation.stop.version or 0) <= to) else None
         if _is_production(target, stamped):
-            lint_mod.gate([m for m in todo if m.filename not in linted])
+            _lint_gate([m for m in todo if m.filename not in linted])
         planned = tuple(m.label for m in todo)
         if dry_run:
             return MigrateResult(runner.run_id, (), planned, True, stamped, stop=validation.later[0] if stop else None)
@@ -265,6 +272,9 @@ def plan(
     the schema the applied files produce, and reports what ``pg_locks`` showed. Broken files are
     listed in ``problems``; the others are planned (a run stops at the first broken one).
     """
+    from infra.migrations import lint as lint_mod
+    from infra.migrations.scratch import ScratchServer
+
     _, validation, stamped = _read(target)
     raise_problems(validation.problems)
     runnable = validation.todo(to)
@@ -319,6 +329,8 @@ def _measure(
     todo: Sequence[Migration],
 ) -> dict[str, MeasuredMigration]:
     """Replay the applied files on a twin of the live cluster, then measure ``todo`` there."""
+    from infra.migrations.measure import measure as measure_locks
+
     with _runner(target, None) as runner:
         twin = _twin(target, server, runner.conn, None)
     top = max((r.version for r in applied), default=None)
@@ -399,6 +411,10 @@ def baseline(
     already has rows, when one of the files is broken, when the other ledger is dirty or disagrees
     with the files, or when the catalogs differ.
     """
+    from infra.migrations import adopt
+    from infra.migrations.importers import MAP_FILE, ImportMap
+    from infra.migrations.scratch import ScratchServer
+
     if (version is None) == (from_ledger is None):
         raise MigrationError("baseline needs exactly one of --version V and --from-ledger TOOL")
     files = _load(target)
@@ -507,6 +523,8 @@ def lint(migrations_dir: Path, *, versions: Sequence[int] | None = None, write_b
     baseline (for an adopted history), after which they no longer count. An absent or empty
     directory is fine (nothing to lint); broken files are listed as problems.
     """
+    from infra.migrations import lint as lint_mod
+
     files = source.load(migrations_dir)
     migrations = files.migrations
     if versions is not None:

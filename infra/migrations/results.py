@@ -1,17 +1,23 @@
-"""What the commands return: plain frozen values that the CLI prints and ``--json`` dumps."""
+"""What the commands return: plain frozen values that the CLI prints and ``--json`` dumps.
+
+The lint, lock and measurement types appear in annotations only, so that ``migrate`` and
+``status`` start without loading those modules (``plan`` and ``lint`` import them).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from infra.migrations.ledger import AppliedMigration, EventAction
-from infra.migrations.lint import Finding
-from infra.migrations.locks import RelationLock, statement_locks
-from infra.migrations.measure import MeasuredLock, MeasuredStatement
 from infra.migrations.steps import StepResult
 from infra.migrations.validate import Problem
+
+if TYPE_CHECKING:
+    from infra.migrations.lint import Finding
+    from infra.migrations.locks import RelationLock
+    from infra.migrations.measure import MeasuredLock, MeasuredStatement
 
 __all__ = [
     "BaselineResult",
@@ -75,6 +81,8 @@ class StatementPlan:
     @classmethod
     def of(cls, line: int, text: str, measured: MeasuredStatement | None = None) -> StatementPlan:
         """The plan of one statement: its locks read from its parse tree, and what was measured."""
+        from infra.migrations.locks import statement_locks
+
         derived = statement_locks(text)
         mode, table, blocks = derived.summary()
         return cls(line, text, mode, table, blocks, derived.locks, derived.rewrites, derived.notes, measured)
