@@ -26,17 +26,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
 from infra.errors import MigrationError, SafetyError
 from infra.migrations import catalog
-from infra.migrations.importers import ImportMap, MappedMigration
-from infra.migrations.importers.flyway import version_key
 from infra.migrations.ledger import LEDGER_SCHEMA
 from infra.migrations.source import Migration, Source
+
+if TYPE_CHECKING:  # the importers load with `baseline`, not with every verb that registers it
+    from infra.migrations.importers import ImportMap, MappedMigration
 
 __all__ = [
     "CLUSTER_KINDS",
@@ -121,6 +122,8 @@ def read_foreign_ledger(conn: psycopg.Connection[Any], tool: str, table: str | N
 
 
 def _flyway(conn: psycopg.Connection[Any], table: sql.Identifier, where: str, owner: str) -> ForeignLedger:
+    from infra.migrations.importers.flyway import version_key
+
     rows = conn.execute(
         sql.SQL("SELECT version, type, script, success FROM {} ORDER BY installed_rank").format(table)
     ).fetchall()
@@ -146,6 +149,8 @@ def _flyway(conn: psycopg.Connection[Any], table: sql.Identifier, where: str, ow
 
 def adopted(ledger: ForeignLedger, mapping: ImportMap) -> tuple[MappedMigration, ...]:
     """The imported files the ledger says ran: a prefix of the mapping's order, or a refusal."""
+    from infra.migrations.importers.flyway import version_key
+
     if mapping.tool != ledger.tool:
         raise MigrationError(
             f"the import mapping is from {mapping.tool} but --from-ledger says {ledger.tool}; fix: adopt "

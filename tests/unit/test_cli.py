@@ -86,9 +86,11 @@ def test_a_mistyped_command_lists_every_command(capsys: pytest.CaptureFixture[st
 
 
 def test_a_command_imports_its_own_stage_only() -> None:
-    # what start-up saves: `migrate` must not load the drift, local, restore or acceptance stages
+    # what start-up saves: `migrate` loads neither the other stages nor the engine modules of other verbs
     probe = "import sys; from infra.cli import build_parser; build_parser(['migrate']); print(*sorted(sys.modules))"
     run = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_DIR, check=True, capture_output=True, text=True)
     loaded = set(run.stdout.split())
-    assert "infra.postdeploy.cli" in loaded
+    assert {"infra.postdeploy.cli", "infra.migrations.cli", "infra.migrations.commands"} <= loaded
     assert not {"infra.drift.cli", "infra.local.cli", "infra.restore.cli", "infra.acceptance.cli"} & loaded
+    other_verbs = {"lint", "locks", "measure", "scratch", "importers.convert", "importers.model"}
+    assert not {f"infra.migrations.{name}" for name in other_verbs} & loaded

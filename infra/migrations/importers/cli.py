@@ -8,13 +8,14 @@ import json
 from pathlib import Path
 
 from infra.errors import ExitCode
-from infra.migrations.importers.convert import FORMATS, import_history
-from infra.migrations.importers.model import MAP_FILE
+from infra.migrations.importers import FORMATS
 
 __all__ = ["register"]
 
 
 def run_import(ns: argparse.Namespace) -> int:
+    from infra.migrations.importers import MAP_FILE, import_history
+
     result = import_history(
         ns.tool,
         ns.source,

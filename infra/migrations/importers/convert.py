@@ -40,7 +40,7 @@ from pglast.parser import ParseError
 
 from infra.errors import MigrationParseError
 from infra.migrations import source as source_files
-from infra.migrations.importers import dbmate, diesel, flyway, golang_migrate
+from infra.migrations.importers import FORMATS, dbmate, diesel, flyway, golang_migrate
 from infra.migrations.importers.model import ImportMap, ImportRefused, MappedMigration, SourceMigration
 from infra.migrations.importers.sqltext import (
     TIMEOUT_DIRECTIVES,
@@ -53,7 +53,6 @@ from infra.migrations.importers.sqltext import (
 
 __all__ = ["FORMATS", "ImportResult", "import_history"]
 
-FORMATS = ("golang-migrate", "dbmate", "diesel", "flyway")
 _DBMATE_SECTION = re.compile(r"(?m)^--\s*migrate:(up|down)(\s*$|\s+\S+)")
 
 
