@@ -444,8 +444,9 @@ def render(sections: list[list[str]], delay_ms: float, tls: bool, cmd: str) -> s
         f"- Every tool pays {connect_cost} round trips per connection ({connect_how}); the connections column "
         "is what the proxy saw.",
         "- Loopback wall times are CPU-bound, include interpreter start-up (`python -m infra` imports the "
-        "modules its command needs; dbmate is one Go binary) and were taken on a shared 2-core machine: "
-        "differences of a few tenths of a second there are noise. With latency, round trips dominate.",
+        "modules its command needs; dbmate runs as npm installs it, a node launcher that starts its Go binary: "
+        "about 70 ms to print its version here, 10 ms for the binary alone) and were taken on a shared 2-core "
+        "machine: differences of a few tenths of a second there are noise. With latency, round trips dominate.",
         "- infra/ was compiled to bytecode before timing (`python -m compileall infra`, what pip does on "
         "install and Python on a first run), so start-up is a user's steady state, not a compile of every "
         "module on each run (this machine sets PYTHONDONTWRITEBYTECODE=1).",
