@@ -29,6 +29,7 @@ import dataclasses
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -61,6 +62,7 @@ class Run:
     round_trips: int
     connections: int
     tables: int
+    samples: tuple[float, ...] = ()  # every timed run when repeated (``seconds`` is their median)
 
 
 def table_sql(i: int) -> tuple[str, str]:
@@ -120,9 +122,12 @@ def compile_bytecode() -> None:
 
 
 def ensure_dbmate() -> Path:
+    """dbmate's own Go binary (npm's package ships it per platform; the ``bin`` entry is a node
+    launcher that adds about 60 ms of start-up, which would flatter this runner)."""
     if not DBMATE.exists():
         raise SystemExit(f"dbmate is not installed at {DBMATE}; fix: make corpus-deps")
-    return DBMATE
+    binaries = sorted(DBMATE.parents[1].glob("@dbmate/*/bin/dbmate"))
+    return binaries[0] if binaries else DBMATE
 
 
 def generate_parse_file(statements: int, directory: Path) -> Path:
@@ -279,13 +284,19 @@ def run_tool(
 
 
 def run_history(
-    tool: str, cluster: LocalPostgres, directory: Path, delay_ms: float, tls: bool, dbmate: Path | None
+    tool: str, cluster: LocalPostgres, directory: Path, delay_ms: float, tls: bool, dbmate: Path | None, rep: int = 0
 ) -> Run:
     """Apply the real history; ``tables`` is the number of relations it made (both tools must agree)."""
-    db = f"hist_{tool}_{int(delay_ms)}"
+    db = f"hist_{tool}_{int(delay_ms)}_{rep}"
     fresh_db(cluster, db)
     seconds, round_trips, connections = timed(tool, cluster, {"sql": directory}, delay_ms, tls, dbmate, db)
     return Run(tool, delay_ms, seconds, round_trips, connections, count_relations(cluster, db))
+
+
+def median_run(runs: list[Run]) -> Run:
+    """One run standing for several of one tool: the median wall, every sample kept."""
+    walls = sorted(r.seconds for r in runs)
+    return dataclasses.replace(runs[0], seconds=statistics.median(walls), samples=tuple(r.seconds for r in runs))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -361,7 +372,9 @@ def render_generated(runs: list[Run], n: int, delay_ms: float) -> list[str]:
     return lines
 
 
-def render_history(runs: list[Run], history: str, files: int, nontx: int, delay_ms: float) -> list[str]:
+def render_history(
+    runs: list[Run], history: str, files: int, nontx: int, delay_ms: float, idle: dict[str, list[float]]
+) -> list[str]:
     loop = {r.tool: r for r in runs if r.delay_ms == 0}
     slow = {r.tool: r for r in runs if r.delay_ms == delay_ms}
     h = HISTORIES[history]
@@ -401,6 +414,19 @@ def render_history(runs: list[Run], history: str, files: int, nontx: int, delay_
         ratio = ours_slow.seconds / base_slow.seconds
         lines.append(
             f"- goal wall at +{delay_ms:g} ms per turn <= 0.25x dbmate: {ratio:.2f}x ({verdict(ratio <= 0.25)})"
+        )
+    for tool in ("ours", "dbmate"):
+        if tool in loop and loop[tool].samples:
+            walls = ", ".join(f"{x:.2f}" for x in loop[tool].samples)
+            lines.append(f"- {label(tool)}, loopback runs (s, alternating with the other tool; median above): {walls}")
+    if idle.get("ours") and idle.get("dbmate") and ours and base_loop:
+        fixed = {tool: statistics.median(walls) for tool, walls in idle.items()}
+        lines.append(
+            f"- the same command again with nothing left to apply (start-up, reading the files, connecting, the "
+            f"lock and the ledger read; median of {len(idle['ours'])}): this runner {fixed['ours']:.2f} s, dbmate "
+            f"{fixed['dbmate']:.2f} s; the applying itself (wall minus that): this runner "
+            f"{ours.seconds - fixed['ours']:.2f} s, dbmate {base_loop.seconds - fixed['dbmate']:.2f} s "
+            f"({(ours.seconds - fixed['ours']) / (base_loop.seconds - fixed['dbmate']):.2f}x)"
         )
     if ours and base_loop and ours.tables != base_loop.tables:
         lines.append(f"- the two tools made different numbers of relations: {ours.tables} vs {base_loop.tables}")
@@ -444,9 +470,10 @@ def render(sections: list[list[str]], delay_ms: float, tls: bool, cmd: str) -> s
         f"- Every tool pays {connect_cost} round trips per connection ({connect_how}); the connections column "
         "is what the proxy saw.",
         "- Loopback wall times are CPU-bound, include interpreter start-up (`python -m infra` imports the "
-        "modules its command needs; dbmate runs as npm installs it, a node launcher that starts its Go binary: "
-        "about 70 ms to print its version here, 10 ms for the binary alone) and were taken on a shared 2-core "
-        "machine: differences of a few tenths of a second there are noise. With latency, round trips dominate.",
+        "modules its command needs; dbmate is run as its Go binary, not through npm's node launcher, which "
+        "adds about 60 ms) and were taken on a shared 2-core machine: single runs vary by a few tenths of a "
+        "second there, hence the median of alternating runs for the real history. With latency, round trips "
+        "dominate.",
         "- infra/ was compiled to bytecode before timing (`python -m compileall infra`, what pip does on "
         "install and Python on a first run), so start-up is a user's steady state, not a compile of every "
         "module on each run (this machine sets PYTHONDONTWRITEBYTECODE=1).",
@@ -478,6 +505,7 @@ def main() -> int:
     parser.add_argument("--tools", default=",".join(TOOLS), help="tools for part 1")
     parser.add_argument("--history", default="litellm", choices=[*HISTORIES, ""], help="real history ('': skip)")
     parser.add_argument("--parse-statements", type=int, default=32000, help="0: skip part 3")
+    parser.add_argument("--repeat", type=int, default=7, help="loopback runs of the real history per tool (median)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--append", action="store_true", help="append to --output instead of replacing it")
     args = parser.parse_args()
@@ -511,12 +539,22 @@ def main() -> int:
             shutil.rmtree(directory, ignore_errors=True)
             layout(files, directory, down="")
             hist: list[Run] = []
-            for delay in (0.0, args.delay_ms):
-                for tool in ("ours", "dbmate"):
-                    hist.append(run_history(tool, cluster, directory, delay, args.tls, dbmate))
-                    progress(args.history, hist[-1])
+            loop: dict[str, list[Run]] = {"ours": [], "dbmate": []}
+            for rep in range(args.repeat):  # alternating, so a busy moment of the machine hits both
+                for tool in loop:
+                    loop[tool].append(run_history(tool, cluster, directory, 0.0, args.tls, dbmate, rep))
+                    progress(args.history, loop[tool][-1])
+            hist += [median_run(runs) for runs in loop.values()]
+            idle: dict[str, list[float]] = {"ours": [], "dbmate": []}
+            for rep in range(args.repeat):  # nothing left to apply: start-up, files, connect, lock, ledger
+                for tool in idle:
+                    db = f"hist_{tool}_0_{rep}"
+                    idle[tool].append(timed(tool, cluster, {"sql": directory}, 0.0, args.tls, dbmate, db)[0])
+            for tool in loop:
+                hist.append(run_history(tool, cluster, directory, args.delay_ms, args.tls, dbmate))
+                progress(args.history, hist[-1])
             nontx = sum(not f.transactional for f in files)
-            sections.append(render_history(hist, args.history, len(files), nontx, args.delay_ms))
+            sections.append(render_history(hist, args.history, len(files), nontx, args.delay_ms, idle))
         if args.parse_statements:
             parsed = run_parse(cluster, args.parse_statements, args.tls, dbmate, ["ours", "dbmate"])
             print(f"parse: {parsed.parse_seconds:.3f} s in-process; {parsed}", file=sys.stderr, flush=True)
