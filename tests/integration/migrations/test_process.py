@@ -271,13 +271,12 @@ def test_a_guard_failure_in_a_transaction_false_section_stops_before_the_next_st
     assert ledger_rows(pg_db)[1] == (2, "failed", "no-transaction", 1, 3)
 
 
-def test_lost_connection_mid_migration_leaves_nothing_and_rerun_completes(
-    pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext
-) -> None:
-    mig_dir.write(1, "slow", "CREATE TABLE dropped (id bigint);\nSELECT pg_sleep(1.5) AS drop_marker;")
+def _migrate_and_cut_the_link_at(pg_db: PgDatabase, target: MigrationContext, marker: str) -> list[BaseException]:
+    """Run migrate through a proxy and drop the link while a statement containing ``marker`` runs;
+    what migrate raised."""
+    errors: list[BaseException] = []
     with TcpProxy("127.0.0.1", pg_db.cluster.port) as proxy:
         spec = spec_for(pg_db, port=proxy.port)
-        errors: list[BaseException] = []
 
         def run() -> None:
             try:
@@ -290,12 +289,20 @@ def test_lost_connection_mid_migration_leaves_nothing_and_rerun_completes(
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not query(
             pg_db,
-            "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%drop_marker%' "
-            "AND state = 'active' AND pid <> pg_backend_pid()",
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND state = 'active' AND pid <> pg_backend_pid()",
+            (f"%{marker}%",),
         ):
             time.sleep(0.02)
         proxy.drop()
         t.join(timeout=20)
+    return errors
+
+
+def test_lost_connection_mid_migration_leaves_nothing_and_rerun_completes(
+    pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext
+) -> None:
+    mig_dir.write(1, "slow", "CREATE TABLE dropped (id bigint);\nSELECT pg_sleep(1.5) AS drop_marker;")
+    errors = _migrate_and_cut_the_link_at(pg_db, target, "drop_marker")
     assert errors, "the migration should fail when its connection is cut"
     assert ledger_rows(pg_db) == []
     assert not table_exists(pg_db, "dropped")
@@ -312,27 +319,7 @@ def test_lost_connection_in_a_transaction_false_section_is_resumed_after_the_las
         "INSERT INTO t VALUES (1);\nSELECT pg_sleep(1.5) AS drop_marker;\nINSERT INTO t VALUES (3);",
         head="-- migrate:no-transaction\n",
     )
-    with TcpProxy("127.0.0.1", pg_db.cluster.port) as proxy:
-        spec = spec_for(pg_db, port=proxy.port)
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                commands.migrate(MigrationContext(spec, target.migrations_dir, options=target.options))
-            except BaseException as exc:
-                errors.append(exc)
-
-        t = threading.Thread(target=run)
-        t.start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not query(
-            pg_db,
-            "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%drop_marker%' "
-            "AND state = 'active' AND pid <> pg_backend_pid()",
-        ):
-            time.sleep(0.02)
-        proxy.drop()
-        t.join(timeout=20)
+    errors = _migrate_and_cut_the_link_at(pg_db, target, "drop_marker")
     assert len(errors) == 1, errors
     assert isinstance(errors[0], MigrationError), errors
     message = str(errors[0])
