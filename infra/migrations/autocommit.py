@@ -108,13 +108,13 @@ def apply_autocommit(
                     first, setup, attempt = index, False, attempt + 1
                     attempts = max(attempts, attempt)
                     continue
-                _record_failure(runner, mig, one_line(exc))
-                raise _failure(runner, mig, exc, pipeline, attempt, index) from exc
+                recorded = _record_failure(runner, mig, one_line(exc))
+                raise _failure(runner, mig, exc, pipeline, attempt, index, recorded=recorded) from exc
             _record_failure(runner, mig, one_line(exc))
             after = {
-                "setup": f"nothing ran; statements 1..{first} stay applied from before",
+                "setup": "nothing ran" + (f"; statements 1..{first} stay applied from before" if first else ""),
                 "record": f"statement {index + 1} ran but its record failed: both rolled back where the server "
-                f"allows (an index built CONCURRENTLY stays INVALID); statements 1..{index} are recorded",
+                f"allows (an index built CONCURRENTLY stays INVALID); {_recorded(index)}",
                 "clean": "the migration is applied and recorded",
             }[part]
             raise runner.failure(mig, exc, pipeline, attempt, after=after) from exc
@@ -198,13 +198,17 @@ def rollback_autocommit(
         raise unacknowledged(mig, exc, scope="the ledger says whether it still lists the migration") from exc
 
 
+def _recorded(count: int) -> str:
+    """What the ledger holds when the first ``count`` statements are recorded, in words."""
+    return f"statements 1..{count} stay applied and are recorded" if count else "no statement is recorded"
+
+
 def _failure(
-    runner: Runner, mig: Migration, exc: psycopg.Error, message: Message, attempts: int, index: int
+    runner: Runner, mig: Migration, exc: psycopg.Error, message: Message, attempts: int, index: int, *, recorded: bool
 ) -> MigrationError:
-    after = (
-        f"statements 1..{index} stay applied and are recorded, a rerun with --retry-failed resumes at statement "
-        f"{index + 1}"
-    )
+    # not recorded (the connection is gone): the row stays partial, which a plain rerun resumes
+    rerun = "a rerun with --retry-failed" if recorded else "a rerun"
+    after = f"{_recorded(index)}, {rerun} resumes at statement {index + 1}"
     if not runner.conn.closed:
         for schema, name, _ in invalid_indexes(runner, mig.up[index : index + 1]):
             after += (
@@ -214,15 +218,18 @@ def _failure(
     return runner.failure(mig, exc, message, attempts, after=after)
 
 
-def _record_failure(runner: Runner, mig: Migration, error: str) -> None:
+def _record_failure(runner: Runner, mig: Migration, error: str) -> bool:
+    """Mark the row failed; False when it could not be (it stays partial)."""
     if runner.conn.closed:
-        return
+        return False
     message = Message(runner.conn).ours(sql.SQL("BEGIN"), AS_RUNNER, ledger.mark_failed(mig.version, error)).commit()
     try:
         message.ours(*CLEAN).send()
     except (psycopg.Error, Unacknowledged):
         runner.rollback_quietly()
         _log.warning("could not record the failure of %s in the ledger", mig.filename)
+        return False
+    return True
 
 
 def invalid_indexes(runner: Runner, statements: Sequence[Statement]) -> list[tuple[str, str, Statement]]:

@@ -284,7 +284,9 @@ def pipeline_results(conn: psycopg.Connection[tuple[Any, ...]], parts: Sequence[
 
     (psycopg's own pipeline sends each statement as it is queued and reads what has come back
     in between: correct, but several turns of the wire for what is one round trip here.) Ctrl-C
-    cancels the running statement, reads the rest, then raises.
+    cancels the running statement, reads the rest, then raises. A session the server ends with an
+    error (``pg_terminate_backend``, a shutdown) returns what was read, that error last but for the
+    statements it skipped; a connection lost without one raises.
     """
     pgconn = conn.pgconn
     pgconn.enter_pipeline_mode()
@@ -313,12 +315,25 @@ def pipeline_results(conn: psycopg.Connection[tuple[Any, ...]], parts: Sequence[
                     raise
                 interrupted = True
                 conn.cancel_safe()
+            except psycopg.OperationalError:
+                # the server ended the session (pg_terminate_backend, a shutdown) with an error of
+                # its own, then closed: that error, and the statement it ended, tell what happened
+                if not any(_server_error(r) for r in results):
+                    raise
+                break
     finally:
-        if pgconn.pipeline_status != pq.PipelineStatus.OFF and not pgconn.is_busy():
+        # a lost connection stays in pipeline mode: leaving it would raise over the real error
+        ended = pgconn.status != pq.ConnStatus.OK or pgconn.pipeline_status == pq.PipelineStatus.OFF
+        if not ended and not pgconn.is_busy():
             pgconn.exit_pipeline_mode()
     if interrupted:
         raise KeyboardInterrupt
     return results
+
+
+def _server_error(result: pq.abc.PGresult) -> bool:
+    """An error the server sent (libpq's own, such as a lost connection, carry no SQLSTATE)."""
+    return result.status == pq.ExecStatus.FATAL_ERROR and bool(result.error_field(pq.DiagnosticField.SQLSTATE))
 
 
 def unacknowledged(

@@ -112,3 +112,17 @@ def test_changed_applied_statement_of_a_partial_migration_is_refused(
     path.write_text(path.read_text().replace("(1)", "(3)"))
     with pytest.raises(ValidationError, match=r"0002_fill\.sql was changed"):
         commands.validate(target)
+
+
+def test_a_failed_first_statement_says_no_statement_is_recorded(
+    pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext
+) -> None:
+    mig_dir.write(1, "first", "SELECT 1 / 0;\nCREATE TABLE t (id bigint);", head=NO_TX)
+    with pytest.raises(MigrationError) as failed:
+        commands.migrate(target)
+    text = str(failed.value)
+    assert "0001_first.sql:3:" in text
+    assert "1..0" not in text
+    assert "no statement is recorded, a rerun with --retry-failed resumes at statement 1" in text
+    assert query(pg_db, "SELECT to_regclass('t')") == [(None,)]
+    assert ledger_rows(pg_db) == [(1, "failed", "no-transaction", 0, 2)]

@@ -325,12 +325,45 @@ def test_lost_connection_in_a_transaction_false_section_is_resumed_after_the_las
     message = str(errors[0])
     assert "nothing ran" not in message
     assert "the ledger row says how far the section got" in message
+    assert "pipeline mode" not in message  # libpq's aftermath does not replace the lost connection's error
     # statement 1 is applied and recorded; the server ends the session during statement 2
     assert query(pg_db, "SELECT id FROM t ORDER BY id") == [(1,)]
     assert ledger_rows(pg_db)[1] == (2, "partial", "no-transaction", 1, 3)
     result = commands.migrate(target)
     assert [(s.version, s.action, s.statements) for s in result.applied] == [(2, "resume", 2)]
     assert query(pg_db, "SELECT id FROM t ORDER BY id") == [(1,), (3,)]
+    assert ledger_rows(pg_db)[1] == (2, "applied", "no-transaction", 3, 3)
+
+
+def test_a_backend_terminated_in_a_transaction_false_section_says_why_and_where_then_resumes(
+    pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext
+) -> None:
+    # the server ends the session with an error of its own (as pg_terminate_backend from another
+    # session or a shutdown would): the error names it and the statement, not libpq's aftermath
+    mig_dir.write(1, "t", "CREATE TABLE t (id bigint);")
+    mig_dir.write(
+        2,
+        "steps",
+        "INSERT INTO t VALUES (1);\nSELECT pg_terminate_backend(pg_backend_pid());\nINSERT INTO t VALUES (3);",
+        head="-- migrate:no-transaction\n",
+    )
+    with pytest.raises(MigrationError) as failed:
+        commands.migrate(target)
+    message = str(failed.value)
+    assert "0002_steps.sql:4:" in message
+    assert "terminating connection due to administrator command (SQLSTATE 57P01)" in message
+    assert "pipeline" not in message
+    assert "statements 1..1 stay applied and are recorded, a rerun resumes at statement 2" in message
+    assert query(pg_db, "SELECT id FROM t ORDER BY id") == [(1,)]
+    assert ledger_rows(pg_db)[1] == (2, "partial", "no-transaction", 1, 3)
+    # statement 2 was never recorded, so it may change; the rerun resumes there
+    mig_dir.write(
+        2, "steps", "INSERT INTO t VALUES (1);\nINSERT INTO t VALUES (2);\nINSERT INTO t VALUES (3);",
+        head="-- migrate:no-transaction\n",
+    )  # fmt: skip
+    result = commands.migrate(target)
+    assert [(s.version, s.action, s.statements) for s in result.applied] == [(2, "resume", 2)]
+    assert query(pg_db, "SELECT id FROM t ORDER BY id") == [(1,), (2,), (3,)]
     assert ledger_rows(pg_db)[1] == (2, "applied", "no-transaction", 3, 3)
 
 
