@@ -182,7 +182,8 @@ def rollback_autocommit(
     except psycopg.Error as exc:
         runner.rollback_quietly()
         if pipeline.failed_at is None:  # not a statement's error: the connection, most likely
-            after = "the down section may have run in part; the ledger still lists the migration"
+            # the server may have run all of it, the ledger's change included, before the reply was lost
+            after = "the down section may have run in part or in whole; status shows whether the ledger still lists it"
             raise runner.failure(mig, exc, pipeline, 1, after=after) from exc
         part, index = layout.where(pipeline.failed_at)
         after = {

@@ -367,6 +367,42 @@ def test_a_backend_terminated_in_a_transaction_false_section_says_why_and_where_
     assert ledger_rows(pg_db)[1] == (2, "applied", "no-transaction", 3, 3)
 
 
+def test_a_reply_lost_after_a_transaction_false_rollback_ran_does_not_claim_the_ledger_still_lists_it(
+    pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext
+) -> None:
+    mig_dir.write(1, "t", "CREATE TABLE t (id bigint);")
+    mig_dir.write(
+        2, "index", "CREATE INDEX CONCURRENTLY t_id ON t (id);", "DROP INDEX CONCURRENTLY t_id;",
+        head="-- migrate:no-transaction\n",
+    )  # fmt: skip
+    commands.migrate(target)
+    # each reply waits in the proxy: the server has run the whole down section when the link is cut
+    with TcpProxy("127.0.0.1", pg_db.cluster.port, delay=0.15) as proxy:
+        spec = spec_for(pg_db, port=proxy.port)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                commands.rollback(MigrationContext(spec, target.migrations_dir, options=target.options), to=1)
+            except BaseException as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=run)
+        t.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(ledger_rows(pg_db)) > 1:
+            time.sleep(0.02)
+        proxy.drop()
+        t.join(timeout=20)
+    assert len(errors) == 1, errors
+    assert isinstance(errors[0], MigrationError), errors
+    message = str(errors[0])
+    assert "still lists the migration" not in message
+    assert "status shows whether the ledger still lists it" in message
+    assert [r[0] for r in ledger_rows(pg_db)] == [1]
+    assert query(pg_db, "SELECT count(*) FROM pg_index WHERE indrelid = 't'::regclass") == [(0,)]
+
+
 def test_cli_json_status_is_machine_readable(pg_db: PgDatabase, mig_dir: MigrationsDir) -> None:
     mig_dir.table(1, "a")
     env = cli_env(pg_db)
