@@ -293,6 +293,29 @@ def run_history(
     return Run(tool, delay_ms, seconds, round_trips, connections, count_relations(cluster, db))
 
 
+def server_floor(cluster: LocalPostgres, directory: Path, rep: int) -> float:
+    """The server's own work for the files, as near as a client gets: an in-process connection
+    (through the same proxy), each file prebuilt as one ``BEGIN; <file>; COMMIT`` message (a
+    ``transaction:false`` file's statements each alone), no ledger, no checks; seconds to send them all."""
+    migrations = source.load(directory).migrations
+    messages = [
+        ["BEGIN;\n" + "".join(st.text + "\n;\n" for st in m.up) + "COMMIT"]  # a line comment ends a statement
+        if not m.directives.no_transaction
+        else [st.text for st in m.up]
+        for m in migrations
+    ]
+    db = f"floor_{rep}"
+    fresh_db(cluster, db)
+    with TcpProxy("127.0.0.1", cluster.port) as proxy:
+        conninfo = f"host=127.0.0.1 port={proxy.port} dbname={db} user={USER} sslmode=disable"
+        with psycopg.connect(conninfo, password=PASSWORD, autocommit=True) as conn:
+            started = time.perf_counter()
+            for texts in messages:
+                for text in texts:
+                    conn.execute(text.encode())
+            return time.perf_counter() - started
+
+
 def median_run(runs: list[Run]) -> Run:
     """One run standing for several of one tool: the median wall, every sample kept."""
     walls = sorted(r.seconds for r in runs)
@@ -373,7 +396,13 @@ def render_generated(runs: list[Run], n: int, delay_ms: float) -> list[str]:
 
 
 def render_history(
-    runs: list[Run], history: str, files: int, nontx: int, delay_ms: float, idle: dict[str, list[float]]
+    runs: list[Run],
+    history: str,
+    files: int,
+    nontx: int,
+    delay_ms: float,
+    idle: dict[str, list[float]],
+    floor: float,
 ) -> list[str]:
     loop = {r.tool: r for r in runs if r.delay_ms == 0}
     slow = {r.tool: r for r in runs if r.delay_ms == delay_ms}
@@ -427,6 +456,11 @@ def render_history(
             f"{fixed['dbmate']:.2f} s; the applying itself (wall minus that): this runner "
             f"{ours.seconds - fixed['ours']:.2f} s, dbmate {base_loop.seconds - fixed['dbmate']:.2f} s "
             f"({(ours.seconds - fixed['ours']) / (base_loop.seconds - fixed['dbmate']):.2f}x)"
+        )
+        lines.append(
+            f"- the server's own work for these files (each file one prebuilt `BEGIN; <file>; COMMIT` message from "
+            f"an in-process client, no ledger, no checks; median): {floor:.2f} s; with this runner's start-up that "
+            f"is {floor + fixed['ours']:.2f} s, against dbmate's whole run of {base_loop.seconds:.2f} s"
         )
     if ours and base_loop and ours.tables != base_loop.tables:
         lines.append(f"- the two tools made different numbers of relations: {ours.tables} vs {base_loop.tables}")
@@ -545,6 +579,7 @@ def main() -> int:
                     loop[tool].append(run_history(tool, cluster, directory, 0.0, args.tls, dbmate, rep))
                     progress(args.history, loop[tool][-1])
             hist += [median_run(runs) for runs in loop.values()]
+            floor = statistics.median(server_floor(cluster, directory, rep) for rep in range(args.repeat))
             idle: dict[str, list[float]] = {"ours": [], "dbmate": []}
             for rep in range(args.repeat):  # nothing left to apply: start-up, files, connect, lock, ledger
                 for tool in idle:
@@ -554,7 +589,7 @@ def main() -> int:
                 hist.append(run_history(tool, cluster, directory, args.delay_ms, args.tls, dbmate))
                 progress(args.history, hist[-1])
             nontx = sum(not f.transactional for f in files)
-            sections.append(render_history(hist, args.history, len(files), nontx, args.delay_ms, idle))
+            sections.append(render_history(hist, args.history, len(files), nontx, args.delay_ms, idle, floor))
         if args.parse_statements:
             parsed = run_parse(cluster, args.parse_statements, args.tls, dbmate, ["ours", "dbmate"])
             print(f"parse: {parsed.parse_seconds:.3f} s in-process; {parsed}", file=sys.stderr, flush=True)
