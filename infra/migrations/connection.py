@@ -147,7 +147,9 @@ def connect(spec: ConnectionSpec, run_id: str) -> psycopg.Connection[tuple[Any, 
     if spec.password is not None:
         kwargs["password"] = spec.password()
     try:
-        conn = psycopg.connect(autocommit=True, **kwargs)
+        # prepare_threshold=None: psycopg never prepares statements here, so the DEALLOCATE ALL
+        # between migrations (and a file's own) cannot pull one from under it
+        conn = psycopg.connect(autocommit=True, prepare_threshold=None, **kwargs)
     except psycopg.Error as exc:
         raise MigrationError(f"cannot connect to {spec.describe()}: {_one_line(exc)}") from exc
     _log.debug("connected to %s as migrate:%s", spec.describe(), run_id)

@@ -44,10 +44,24 @@ __all__ = [
     "unacknowledged",
 ]
 
-#: Each migration starts from the connection's defaults and without temporary objects: a ``SET``,
-#: ``SET ROLE`` or temporary table of one file does not leak into the next (RESET ALL leaves the
-#: role alone, hence RESET ROLE; it keeps the settings pinned at connect time).
-CLEAN: tuple[sql.Composable, ...] = (sql.SQL("RESET ALL"), sql.SQL("RESET ROLE"), sql.SQL("DISCARD TEMP"))
+#: Each migration starts from the connection's defaults and without what the last one left in the
+#: session: a ``SET``, ``SET ROLE``/``SET SESSION AUTHORIZATION``, temporary table, sequence state
+#: (``currval``), prepared statement, ``WITH HOLD`` cursor or ``LISTEN`` of one file does not leak into
+#: the next. (RESET ALL leaves the role and the session user alone, hence their own RESETs; it keeps the
+#: settings pinned at connect time. DISCARD ALL would do all this but refuses a transaction block.)
+CLEAN: tuple[sql.Composable, ...] = tuple(
+    sql.SQL(s)
+    for s in (
+        "RESET ALL",
+        "RESET SESSION AUTHORIZATION",
+        "RESET ROLE",
+        "DISCARD TEMP",
+        "DISCARD SEQUENCES",
+        "DEALLOCATE ALL",
+        "CLOSE ALL",
+        "UNLISTEN *",
+    )
+)
 #: The ledger is written as the login role even when the migration switched role: SET LOCAL ROLE
 #: NONE lasts to the end of the transaction, so a no-transaction section keeps its own role.
 AS_RUNNER = sql.SQL("SET LOCAL ROLE NONE")
