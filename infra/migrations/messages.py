@@ -108,8 +108,12 @@ def _guard(expected: tuple[tuple[str, str], ...]) -> sql.Composable:
             held=ledger.lock_held_sql()
         )
     )
+    # first, the search path of the rest of this transaction (the guard and the ledger writes after
+    # it): pg_catalog, so a file's own schema put before it cannot shadow a function or an operator
     body = sql.SQL(
-        "DECLARE changed text[] := '{{}}'; BEGIN {checks} IF cardinality(changed) > 0 THEN "
+        "DECLARE changed pg_catalog.text[] := '{{}}'; BEGIN "
+        "PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true); "
+        "{checks} IF cardinality(changed) > 0 THEN "
         "RAISE EXCEPTION 'the migration changed what the runner pins' USING ERRCODE = {code}, "
         "DETAIL = array_to_string(changed, ', '); END IF; END"
     ).format(checks=sql.SQL(" ").join(checks), code=sql.Literal(GUARD_SQLSTATE))

@@ -234,6 +234,26 @@ def test_4_hidden_in_a_do_block_the_guard_rolls_the_migration_back(
     assert _ledger_files(pg_db) == []
 
 
+def test_4_the_guard_cannot_be_shadowed_through_the_search_path(
+    pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext
+) -> None:
+    # a file puts its own schema before pg_catalog, with a current_setting that always answers
+    # what the guard expects, then turns the lock timeout off
+    shadow = (
+        "CREATE SCHEMA shadow;\n"
+        "CREATE FUNCTION shadow.current_setting(text) RETURNS text LANGUAGE sql "
+        "AS $$ SELECT CASE $1 WHEN 'lock_timeout' THEN '500ms' ELSE pg_catalog.current_setting($1) END $$;\n"
+        "SELECT pg_catalog.set_config('search_path', 'shadow, pg_catalog', false);\n"
+        "DO $$ BEGIN PERFORM pg_catalog.set_config('lock_timeout', '0', false); END $$;\n"
+        "CREATE TABLE public.shadowed (id int);"
+    )
+    _file(mig_dir, "0001_shadow.sql", f"-- migrate:up\n{shadow}\n")
+    with pytest.raises(MigrationError, match="the migration changed what the runner pins: lock_timeout"):
+        commands.migrate(with_options(target, lock_timeout="500ms"))
+    assert not table_exists(pg_db, "shadowed")
+    assert _ledger_files(pg_db) == []
+
+
 def test_4_temporary_tables_do_not_survive_into_the_next_migration(
     pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext
 ) -> None:
