@@ -4,8 +4,8 @@ Round trips are the cost of a tunnel, so the runner spends as few as the protoco
 
 * acquire: one simple-query message tries the advisory lock, creates the ledger if missing and
   reads it (a held lock aborts that message with SQLSTATE ML001 and the holder as DETAIL);
-* a transactional section: one message ``BEGIN; RESET ALL; RESET ROLE; DISCARD TEMP; SET LOCAL
-  <timeouts>; <file's statements>; <guard>; INSERT <ledger row> RETURNING; COMMIT;``
+* a transactional section: one message ``BEGIN; <the clean slate: RESET ALL, DISCARD TEMP...>; SET
+  LOCAL <timeouts>; <file's statements>; <guard>; INSERT <ledger row> RETURNING; COMMIT;``
   (:mod:`infra.migrations.messages`). The server runs it statement by statement, so the ledger row
   commits with the migration or not at all, and "done" is printed only when the server answered
   every statement, the row came back and COMMIT said COMMIT.
