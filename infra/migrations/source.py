@@ -367,6 +367,14 @@ def _section(text: str, line: int, transaction: bool, which: str) -> Section:
                     "this statement cannot run inside a transaction",
                     f"add transaction:false to its '-- migrate:{which}' line",
                 )
+    else:
+        for stmt in statements:
+            if stmt.kind == "TransactionStmt":  # only savepoints get this far (statements.py refuses the rest)
+                raise SqlError(
+                    stmt.line,
+                    "a savepoint needs a transaction, and this section runs outside one (transaction:false)",
+                    f"remove it, or drop transaction:false from its '-- migrate:{which}' line",
+                )
     return Section(statements, line, transaction)
 
 

@@ -117,6 +117,17 @@ def test_dbmate_transaction_false_on_up_and_down_separately(tmp_path: Path) -> N
     assert not down_only.down_section.transaction
     tx = parse(_write(tmp_path, "0003_z.sql", "-- migrate:up\nSAVEPOINT s;\nSELECT 1;\nROLLBACK TO SAVEPOINT s;\n"))
     assert len(tx.up) == 3
+    # outside a transaction a savepoint fails on the server after the statements before it ran: refused first
+    with pytest.raises(MigrationParseError, match=r"0004_w\.sql:3: a savepoint needs a transaction.*remove it"):
+        parse(_write(tmp_path, "0004_w.sql", "-- migrate:up transaction:false\nSELECT 1;\nSAVEPOINT s;\n"))
+    with pytest.raises(MigrationParseError, match=r"0005_v\.sql:5: a savepoint needs.*'-- migrate:down' line"):
+        parse(
+            _write(
+                tmp_path,
+                "0005_v.sql",
+                "-- migrate:up\nSELECT 1;\n-- migrate:down transaction:false\nSELECT 2;\nRELEASE s;\n",
+            )
+        )
 
 
 def test_empty_sections_are_noops_and_irreversibility_is_explicit(tmp_path: Path) -> None:
