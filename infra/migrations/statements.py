@@ -57,6 +57,8 @@ RUNNER_TIMEOUTS: dict[str, str | None] = {
     "client_connection_check_interval": None,
 }
 
+# Statements whose $1 are their own parameters (a SQL-standard function body, PREPARE).
+_TAKES_PARAMETERS = frozenset({"CreateFunctionStmt", "PrepareStmt"})
 _TX_ALLOWED = frozenset({"TRANS_STMT_SAVEPOINT", "TRANS_STMT_RELEASE", "TRANS_STMT_ROLLBACK_TO"})
 # Statement kinds PostgreSQL refuses inside a transaction block, whatever their options.
 _ALWAYS_AUTOCOMMIT = frozenset(
@@ -204,6 +206,12 @@ def _classify(text: str, line: int, text_line: int) -> Statement:
             line,
             "pg_advisory_unlock() would release the runner's migration lock (it lives in this session)",
             "remove it",
+        )
+    if '{"ParamRef":' in doc and kind not in _TAKES_PARAMETERS:
+        raise SqlError(
+            line,
+            "a parameter placeholder ($1) has no value here: the runner sends plain SQL, as psql does",
+            "write the value itself ($1 belongs in a function body or a PREPARE)",
         )
     if "set_config" in lowered:
         for name in _set_config_names(json.loads(doc)):

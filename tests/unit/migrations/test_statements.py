@@ -20,7 +20,7 @@ def test_statements_keep_their_text_and_first_token_line() -> None:
         "DO $$ BEGIN PERFORM 1; END $$;\n"
         "CREATE TABLE t (a int) -- note\n"
         ";\n"
-        "SELECT 'é', $1::text, a$b FROM t;  -- belongs to the next statement\n"
+        "SELECT 'é', $q$;$q$::text, a$b FROM t;  -- belongs to the next statement\n"
         "ALTER TABLE t ADD b int\n"
         "-- trailing comment of a last statement without ;\n"
     )
@@ -50,6 +50,7 @@ def test_statements_keep_their_text_and_first_token_line() -> None:
         ("SELECT pg_advisory_unlock(1836673906, 1)", 1, "pg_advisory_unlock\\(\\) would release"),
         ("DO $$ BEGIN PERFORM pg_advisory_unlock_all(); END $$", 1, "pg_advisory_unlock\\(\\) would release"),
         ("COPY t TO STDOUT", 1, "copy from stdin / to stdout"),
+        ("SELECT 1;\nUPDATE t SET a = $1;", 2, r"a parameter placeholder \(\$1\) has no value here"),
     ],
 )
 def test_refusals_name_the_line(sql: str, line: int, message: str) -> None:
@@ -89,3 +90,12 @@ def test_splitting_is_linear_in_the_size_of_the_text() -> None:
             best[name] = min(best[name], time.perf_counter() - started)
     ratio = best["large"] / best["small"]
     assert ratio < 24, f"8x the input took {ratio:.1f}x the time"
+
+
+def test_placeholders_that_belong_to_a_function_body_or_a_prepare_pass() -> None:
+    stmts = split(
+        "CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql RETURN $1 + 1;\n"
+        "CREATE FUNCTION g(a int) RETURNS int LANGUAGE sql AS $$ SELECT $1 $$;\n"
+        "PREPARE p(int) AS SELECT $1;\nSELECT '$1', '{\"ParamRef\":';"
+    )
+    assert [s.kind for s in stmts] == ["CreateFunctionStmt", "CreateFunctionStmt", "PrepareStmt", "SelectStmt"]
