@@ -106,8 +106,9 @@ class Statement:
 
     @property
     def sha256(self) -> str:
-        """Hash of the text (what a resumed no-transaction migration checks)."""
-        return hashlib.sha256(self.text.strip().encode()).hexdigest()
+        """Hash of the text (what a resumed no-transaction migration checks), line endings ignored as the
+        file's checksum ignores them."""
+        return hashlib.sha256(self.text.strip().replace("\r\n", "\n").encode()).hexdigest()
 
     def line_at(self, offset: int) -> int:
         """The file line of character ``offset`` within :attr:`text`."""

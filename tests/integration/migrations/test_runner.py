@@ -66,6 +66,21 @@ def test_fresh_apply_then_rerun_is_a_noop(pg_db: PgDatabase, mig_dir: Migrations
     assert not lock_held(pg_db)
 
 
+def test_a_crlf_inside_a_literal_is_stored_as_written(
+    pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext
+) -> None:
+    # psql stores the file's bytes: the engine used to send the LF-normalised text, so the value lost its CR
+    path = mig_dir.path / "0001_crlf.sql"
+    path.write_bytes(b"-- migrate:up\r\nCREATE TABLE t (v text);\r\nINSERT INTO t VALUES ('a\r\nb');\r\n")
+    commands.migrate(target)
+    assert query(pg_db, "SELECT v FROM t") == [("a\r\nb",)]
+    from infra.migrations.source import checksum
+
+    assert query(pg_db, "SELECT filename, checksum FROM migrations_ledger.applied") == [
+        ("0001_crlf.sql", checksum(path))
+    ]
+
+
 def test_failing_statement_rolls_back_with_no_ledger_row_and_lock_released(
     pg_db: PgDatabase, mig_dir: MigrationsDir, target: MigrationContext
 ) -> None:

@@ -59,6 +59,21 @@ def test_checksum_ignores_bom_and_line_endings_only(tmp_path: Path) -> None:
     assert manifest(tmp_path)[0] == f"0001_a.sql:{checksum(a)}"
 
 
+def test_a_crlf_file_keeps_its_bytes_in_the_sql_and_its_lines(tmp_path: Path) -> None:
+    # psql and dbmate send the file as written: the CRLF inside the literal is data (zabbix's data.sql)
+    path = tmp_path / "0001_crlf.sql"
+    path.write_bytes(
+        b"-- migrate:up transaction:false\r\nSELECT 1;\r\nSELECT 'a\r\nb';\r\n-- migrate:down\r\nSELECT 3;\r\n"
+    )
+    mig = parse(path)
+    assert mig.directives.no_transaction
+    assert [(s.line, s.text) for s in mig.up] == [(2, "SELECT 1"), (3, "SELECT 'a\r\nb'")]
+    assert [s.text for s in mig.down] == ["SELECT 3"]
+    lf = _write(tmp_path, "0002_lf.sql", path.read_bytes().replace(b"\r\n", b"\n").decode())
+    assert mig.checksum == checksum(lf) == checksum(path)
+    assert [s.sha256 for s in mig.up] == [s.sha256 for s in parse(lf).up]  # a resume check ignores line ends
+
+
 @pytest.mark.parametrize(
     ("text", "error"),
     [
