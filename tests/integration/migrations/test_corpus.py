@@ -38,6 +38,8 @@ EXPECTED = {
     "graphile-worker": (21, 0, 0),  # the runner's bootstrap + 000001..000020
     "matrix-synapse": (127, 0, 0),  # schema_version + 3 full schemas (72) + 123 deltas 73..94
     "litellm": (220, 5, 4),  # 5 single-statement CREATE INDEX CONCURRENTLY; 4 open with SET LOCAL lock_timeout
+    "zabbix": (4, 0, 0),  # schema, images, data (its CRLF literals stored as psql stores them), double
+    "kamailio": (44, 0, 0),  # standard-create + one file per module
 }
 
 
