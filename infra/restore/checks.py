@@ -63,6 +63,7 @@ CORE_TABLES: tuple[str, ...] = (
     "coin_transactions",
     "audit_logs",
     "tenant_api_keys",
+    "documents",
 )
 #: Rows are only ever inserted (0004, 0005): a copy of the past cannot hold more than the source now.
 APPEND_ONLY: frozenset[str] = frozenset({"coin_transactions", "audit_logs"})

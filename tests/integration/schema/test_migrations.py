@@ -12,6 +12,7 @@ from psycopg import sql
 
 from infra.migrations import commands
 from infra.migrations.runner import RunOptions
+from infra.restore.checks import CORE_TABLES
 from tests.fixtures.pg import PgDatabase
 from tests.fixtures.schema import GROUP_ROLES, migration_files, target_for
 
@@ -58,6 +59,8 @@ def test_up_down_up_as_the_non_superuser_admin(pg_db: PgDatabase) -> None:
         assert flags == (False, True, False)  # the managed admin's shape
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'app'")}
         assert tables == TABLES
+        # the restore drill counts the rows of every one of them (0009's documents were missing there)
+        assert set(CORE_TABLES) == tables
         owners = conn.execute(
             """
             SELECT pg_get_userbyid(c.relowner) FROM pg_class c
