@@ -42,7 +42,6 @@ from infra.errors import InfraError
 from infra.local.pg import LocalPostgres
 from infra.migrations import catalog, commands
 from infra.migrations.catalog import Catalog
-from infra.migrations.connection import ConnectionSpec
 from infra.migrations.source import Migration
 from infra.postdeploy.bootstrap import USER_GROUPS, bootstrap_roles
 
@@ -115,19 +114,6 @@ class ScratchServer:
         if self._owned_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def _spec(self, user: str, password: str, dbname: str) -> ConnectionSpec:
-        params = self.server.tcp_params(user, dbname)
-        return ConnectionSpec(
-            host=params["host"],
-            hostaddr=params["hostaddr"],
-            port=int(params["port"]),
-            dbname=dbname,
-            user=user,
-            sslmode="verify-full",
-            sslrootcert=params["sslrootcert"],
-            password=lambda: password,
-        )
-
     def build(self, migrations: Sequence[Migration]) -> Catalog:
         """Deploy ``migrations`` into a new database the way a stack is deployed; its catalog."""
         self._builds += 1
@@ -138,11 +124,11 @@ class ScratchServer:
                     sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(self.admin))
                 )
             passwords = {user: secrets.token_urlsafe(24) for user in USER_GROUPS}
-            with self._spec(self.admin, self._admin_password, dbname).connect() as admin:
+            with self.server.connection_spec(self.admin, self._admin_password, dbname).connect() as admin:
                 # every login's password is new here, so "can it log in already?" is always no
                 bootstrap_roles(admin, dbname, passwords, lambda _user, _password: False)
                 admin.commit()
-            migrator = self._spec("migrator", passwords["migrator"], dbname)
+            migrator = self.server.connection_spec("migrator", passwords["migrator"], dbname)
             with tempfile.TemporaryDirectory(prefix="migrations-") as directory:
                 for mig in migrations:
                     shutil.copyfile(mig.path, Path(directory) / mig.filename)

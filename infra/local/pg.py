@@ -24,6 +24,7 @@ from pathlib import Path
 from infra.errors import InfraError
 from infra.local.privnet import PrivateNetwork
 from infra.migrations.binaries import open_for_traversal, pg_bin, server_env, server_user
+from infra.migrations.connection import ConnectionSpec
 from infra.postdeploy.tunnel import free_port
 
 __all__ = ["LocalPostgres", "TlsMaterial", "make_tls", "open_for_traversal", "pg_bin", "server_env"]
@@ -310,6 +311,20 @@ class LocalPostgres:
     def superuser_conninfo(self, dbname: str = "postgres") -> str:
         """libpq conninfo for the superuser over the private Unix socket (no password, no TCP)."""
         return f"host={self.socket_dir} port={self.port} user=postgres dbname={dbname}"
+
+    def connection_spec(self, user: str, password: str, dbname: str) -> ConnectionSpec:
+        """``user`` on ``dbname`` over TCP with verify-full TLS, the password from a supplier."""
+        params = self.tcp_params(user, dbname)
+        return ConnectionSpec(
+            host=params["host"],
+            hostaddr=params["hostaddr"],
+            port=int(params["port"]),
+            dbname=dbname,
+            user=user,
+            sslmode="verify-full",
+            sslrootcert=params["sslrootcert"],
+            password=lambda: password,
+        )
 
     def tcp_params(self, user: str, dbname: str, host: str | None = None) -> dict[str, str]:
         """Keyword arguments for ``psycopg.connect`` over TCP with ``sslmode=verify-full``.
