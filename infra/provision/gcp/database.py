@@ -22,7 +22,9 @@ __all__ = [
     "DATABASE_VERSION",
     "Database",
     "ca_bundle",
+    "insights_config",
     "log_retention_days",
+    "maintenance_window",
     "private_dns_name",
     "private_name_zone",
 ]
@@ -53,6 +55,23 @@ DATABASE_FLAGS: tuple[tuple[str, str], ...] = tuple(
         )
     )
 )
+
+
+def maintenance_window() -> gcp.sql.DatabaseInstanceSettingsMaintenanceWindowArgs:
+    """The primary's and each replica's: the same weekly hour, on the stable update track."""
+    return gcp.sql.DatabaseInstanceSettingsMaintenanceWindowArgs(
+        day=MAINTENANCE_DAY, hour=MAINTENANCE_HOUR, update_track="stable"
+    )
+
+
+def insights_config() -> gcp.sql.DatabaseInstanceSettingsInsightsConfigArgs:
+    """Query Insights on the primary and each replica, without what would identify a person."""
+    return gcp.sql.DatabaseInstanceSettingsInsightsConfigArgs(
+        query_insights_enabled=True,
+        query_string_length=1024,
+        record_application_tags=False,
+        record_client_address=False,  # client addresses are personal data
+    )
 
 
 def log_retention_days(backup_days: int, edition: Edition) -> int:
@@ -134,15 +153,8 @@ class Database(pulumi.ComponentResource):
                     retention_days=db.backup_retention_days if production else None,
                 ),
                 retain_backups_on_delete=production,
-                maintenance_window=gcp.sql.DatabaseInstanceSettingsMaintenanceWindowArgs(
-                    day=MAINTENANCE_DAY, hour=MAINTENANCE_HOUR, update_track="stable"
-                ),
-                insights_config=gcp.sql.DatabaseInstanceSettingsInsightsConfigArgs(
-                    query_insights_enabled=True,
-                    query_string_length=1024,
-                    record_application_tags=False,
-                    record_client_address=False,  # client addresses are personal data
-                ),
+                maintenance_window=maintenance_window(),
+                insights_config=insights_config(),
                 database_flags=[
                     gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs(name=flag, value=value)
                     for flag, value in DATABASE_FLAGS

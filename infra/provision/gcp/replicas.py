@@ -19,10 +19,10 @@ from infra.config import DatabaseSettings, GcpSettings, ScaleSettings, StackMeta
 from infra.provision.gcp.database import (
     DATABASE_FLAGS,
     DATABASE_VERSION,
-    MAINTENANCE_DAY,
-    MAINTENANCE_HOUR,
     Database,
     ca_bundle,
+    insights_config,
+    maintenance_window,
     private_dns_name,
     private_name_zone,
 )
@@ -89,15 +89,8 @@ class Replicas(pulumi.ComponentResource):
                     # A replica has no backups of its own (the primary's cover it); stated so the
                     # API's read-back matches and no diff appears.
                     backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(enabled=False),
-                    maintenance_window=gcp.sql.DatabaseInstanceSettingsMaintenanceWindowArgs(
-                        day=MAINTENANCE_DAY, hour=MAINTENANCE_HOUR, update_track="stable"
-                    ),
-                    insights_config=gcp.sql.DatabaseInstanceSettingsInsightsConfigArgs(
-                        query_insights_enabled=True,
-                        query_string_length=1024,
-                        record_application_tags=False,
-                        record_client_address=False,  # client addresses are personal data
-                    ),
+                    maintenance_window=maintenance_window(),
+                    insights_config=insights_config(),
                     database_flags=[  # the primary's flags (CIS GCP 6.2.x), sorted: no phantom diff
                         gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs(name=flag, value=value)
                         for flag, value in DATABASE_FLAGS

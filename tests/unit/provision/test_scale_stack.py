@@ -221,6 +221,10 @@ def test_gcp_replicas_follow_the_primary_privately_with_its_flags(environment: s
         assert ip["ipv4Enabled"] is False
         assert ip["sslMode"] == "ENCRYPTED_ONLY"
         assert replica.input("settings.databaseFlags") == primary.input("settings.databaseFlags")
+        for same in ("maintenanceWindow", "insightsConfig"):  # patched in the same hour, observed alike
+            assert replica.input(f"settings.{same}") == primary.input(f"settings.{same}"), same
+        assert replica.input("settings.maintenanceWindow") == {"day": 7, "hour": 4, "updateTrack": "stable"}
+        assert replica.input("settings.insightsConfig")["recordClientAddress"] is False
         assert replica.input("settings.backupConfiguration") == {"enabled": False}
         assert replica.input("settings.connectionPoolConfigs") is None  # pooling is the primary's
         assert replica.input("deletionProtection") is (environment == "production")
