@@ -40,7 +40,6 @@ __all__ = [
     "compare",
     "introspect",
     "introspect_sql",
-    "stamp",
     "stamp_sql",
     "stored",
 ]
@@ -355,15 +354,11 @@ def compare(expected: Catalog, actual: Catalog) -> list[CatalogDifference]:
 def stamp_sql(schemas: tuple[str, ...] = APP_SCHEMAS) -> sql.Composed:
     """One statement that records the current catalog in the ledger.
 
-    The migration runner appends it to the message of the last migration it applies, inside that
-    migration's transaction: the record is exactly what the run committed, at no extra round trip.
+    The migration runner appends it to the message of the last migration it applies or rolls back,
+    inside that migration's transaction: the record is exactly what the run committed, at no extra
+    round trip.
     """
     return ledger.put_setting(SNAPSHOT_KEY, introspect_sql(schemas))
-
-
-def stamp(conn: psycopg.Connection[Any], schemas: tuple[str, ...] = APP_SCHEMAS) -> None:
-    """Record the current catalog in the ledger now (after a rollback, baseline or repair)."""
-    conn.execute(stamp_sql(schemas))
 
 
 def stored(conn: psycopg.Connection[Any]) -> Catalog | None:
