@@ -20,12 +20,15 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from infra.errors import InfraError
 from infra.local.privnet import PrivateNetwork
 from infra.migrations.binaries import open_for_traversal, pg_bin, server_env, server_user
-from infra.migrations.connection import ConnectionSpec
 from infra.postdeploy.tunnel import free_port
+
+if TYPE_CHECKING:
+    from infra.migrations.connection import ConnectionSpec
 
 __all__ = ["LocalPostgres", "TlsMaterial", "make_tls", "open_for_traversal", "pg_bin", "server_env"]
 
@@ -314,6 +317,10 @@ class LocalPostgres:
 
     def connection_spec(self, user: str, password: str, dbname: str) -> ConnectionSpec:
         """``user`` on ``dbname`` over TCP with verify-full TLS, the password from a supplier."""
+        # imported here: this module also runs under the system python3, without psycopg, when the
+        # demo starts PostgreSQL as an unprivileged user (tests/integration/local/*_unprivileged.py)
+        from infra.migrations.connection import ConnectionSpec
+
         params = self.tcp_params(user, dbname)
         return ConnectionSpec(
             host=params["host"],
